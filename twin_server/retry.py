@@ -1,0 +1,277 @@
+"""The one retry layer: exponential backoff with full jitter, deadlines, Retry-After, budgets.
+
+Small strategy objects (``ExponentialBackoff``, ``FullJitter``, ``RetryBudget``)
+composed by ``Retrier``, which runs an attempt function for sync or async
+code. Clock, sleep and random source are injected so tests assert exact
+schedules and never sleep. Only ``TransientError`` is retried; whatever
+reaches the caller is the original exception (or a ``BackendTimeout`` raised
+*from* it when the deadline ran out), never a wrapper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import inspect
+import logging
+import random as _random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from twin_server.errors import BackendTimeout, RateLimited, TransientError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: Called after every attempt with (attempt number, seconds it took, the exception or None).
+AttemptObserver = Callable[[int, float, BaseException | None], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryConfig:
+    """A retry policy; ``max_attempts`` counts every attempt, the first included."""
+
+    max_attempts: int = 3
+    initial_delay: float = 1.0
+    max_delay: float = 60.0
+    exponential_base: float = 2.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if int(self.max_attempts) != self.max_attempts or self.max_attempts < 1:
+            raise ValueError("max_attempts must be a whole number of at least 1")
+        if self.initial_delay < 0 or self.max_delay < 0:
+            raise ValueError("delays must not be negative")
+        if self.exponential_base < 1:
+            raise ValueError("exponential_base must be at least 1")
+
+
+class ExponentialBackoff:
+    """The upper bound of the delay before retry ``n`` (1-based)."""
+
+    def __init__(self, initial: float, base: float, maximum: float) -> None:
+        self.initial, self.base, self.maximum = initial, base, maximum
+
+    def bound(self, retry_number: int) -> float:
+        try:
+            raw = self.initial * self.base ** (retry_number - 1)
+        except OverflowError:
+            return self.maximum
+        return min(self.maximum, raw)
+
+
+class FullJitter:
+    """A delay drawn uniformly from [0, bound] (AWS's "full jitter")."""
+
+    def __init__(self, random: _random.Random) -> None:
+        self.random = random
+
+    def __call__(self, bound: float) -> float:
+        return self.random.uniform(0.0, bound)
+
+
+def no_jitter(bound: float) -> float:
+    return bound
+
+
+class RetryBudget:
+    """A token bucket shared by every call to one backend, so a dead backend is not hammered.
+
+    Each retry takes ``retry_cost`` tokens; each success puts ``success_refund``
+    back, up to ``capacity``. With the bucket empty, failures are not retried.
+    The defaults are botocore's standard retry mode's.
+    """
+
+    def __init__(self, capacity: int = 500, retry_cost: int = 5, success_refund: int = 1) -> None:
+        self.capacity, self.retry_cost, self.success_refund = capacity, retry_cost, success_refund
+        self._tokens = capacity
+        self._lock = threading.Lock()
+
+    @property
+    def tokens(self) -> int:
+        return self._tokens
+
+    def acquire(self) -> bool:
+        with self._lock:
+            if self._tokens < self.retry_cost:
+                return False
+            self._tokens -= self.retry_cost
+            return True
+
+    def refund(self) -> None:
+        with self._lock:
+            self._tokens = min(self.capacity, self._tokens + self.success_refund)
+
+
+class _Attempts:
+    """The state of one retried call: which attempt, and how long until the deadline."""
+
+    def __init__(self, retrier: "Retrier") -> None:
+        self.r = retrier
+        self.number = 0
+        self.deadline = None if retrier.timeout is None else retrier.clock() + retrier.timeout
+
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - self.r.clock()
+
+    def start(self, last: BaseException | None) -> float | None:
+        """Before an attempt: the time left, or BackendTimeout when the deadline has passed."""
+        left = self.time_left()
+        if left is not None and left <= 0 and last is not None:
+            self._deadline_passed(last)
+        self.number += 1
+        return left
+
+    def delay_after(self, exc: TransientError) -> float:
+        """After a transient failure: the delay before the next attempt, or raise."""
+        r = self.r
+        if self.number >= r.config.max_attempts:
+            raise exc
+        left = self.time_left()
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+        if retry_after is not None:
+            delay = max(0.0, float(retry_after))
+            if left is not None and delay >= left:
+                raise exc
+        else:
+            delay = r.jitter(r.backoff.bound(self.number))
+        if left is not None and (left <= 0 or delay >= left):
+            self._deadline_passed(exc)
+        if r.budget is not None and not r.budget.acquire():
+            log.warning(
+                "retry budget of %s backend %r is spent; not retrying %s",
+                r.operation, r.backend, type(exc).__name__,
+            )
+            raise exc
+        log.warning(
+            "retrying %s on backend %r after attempt %d/%d failed with %s; next attempt in %.3fs",
+            r.operation, r.backend, self.number, r.config.max_attempts, type(exc).__name__, delay,
+        )
+        return delay
+
+    def _deadline_passed(self, last: BaseException) -> None:
+        if isinstance(last, BackendTimeout):
+            raise last
+        raise BackendTimeout(f"{self.r.operation} did not succeed within {self.r.timeout:g}s") from last
+
+
+class Retrier:
+    """Runs an attempt function under a policy, a deadline and an optional budget.
+
+    The attempt function is given the seconds left before the deadline (None
+    without one), so a backend can bound its own I/O by it.
+    """
+
+    def __init__(
+        self,
+        config: RetryConfig | None = None,
+        *,
+        operation: str = "call",
+        backend: str = "",
+        timeout: float | None = None,
+        budget: RetryBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        random: _random.Random | None = None,
+        observer: AttemptObserver | None = None,
+    ) -> None:
+        self.config = config or RetryConfig()
+        self.operation, self.backend, self.timeout, self.budget = operation, backend, timeout, budget
+        self.clock, self.sleep, self.async_sleep = clock, sleep, async_sleep
+        self.backoff = ExponentialBackoff(self.config.initial_delay, self.config.exponential_base, self.config.max_delay)
+        self.jitter = FullJitter(random or _random.Random()) if self.config.jitter else no_jitter
+        self.observer = observer
+
+    def run(self, attempt: Callable[[float | None], T]) -> T:
+        state, last = _Attempts(self), None
+        while True:
+            left = state.start(last)
+            began = self.clock()
+            try:
+                result = attempt(left)
+            except TransientError as exc:
+                self._finished(state, began, exc)
+                last = exc
+                self.sleep(state.delay_after(exc))
+                continue
+            except BaseException as exc:
+                self._finished(state, began, exc)
+                raise
+            self._finished(state, began, None)
+            return result
+
+    async def run_async(self, attempt: Callable[[float | None], Awaitable[T]]) -> T:
+        state, last = _Attempts(self), None
+        while True:
+            left = state.start(last)
+            began = self.clock()
+            try:
+                result = await attempt(left)
+            except TransientError as exc:
+                self._finished(state, began, exc)
+                last = exc
+                await self.async_sleep(state.delay_after(exc))
+                continue
+            except BaseException as exc:
+                self._finished(state, began, exc)
+                raise
+            self._finished(state, began, None)
+            return result
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self.run(lambda _left: fn(*args, **kwargs))
+
+    def _finished(self, state: _Attempts, began: float, exc: BaseException | None) -> None:
+        if exc is None:
+            if self.budget is not None:
+                self.budget.refund()
+        else:
+            tag(exc, self.operation, self.backend)
+        if self.observer is not None:
+            self.observer(state.number, self.clock() - began, exc)
+
+
+def tag(exc: BaseException, operation: str, backend: str) -> None:
+    """Record where an exception came from, unless something closer already did."""
+    try:
+        if getattr(exc, "operation", None) is None:
+            exc.operation = operation
+        if getattr(exc, "backend", None) is None:
+            exc.backend = backend
+    except AttributeError:  # exceptions with __slots__ cannot carry tags; the log still has the trace
+        log.debug("cannot tag %s with its operation", type(exc).__name__)
+
+
+def retry_with_backoff(config: RetryConfig | Callable[..., Any] | None = None, **options: Any):
+    """Decorate a sync or async function so that transient failures are retried.
+
+    ``@retry_with_backoff`` or ``@retry_with_backoff(RetryConfig(...), timeout=5)``;
+    ``options`` are ``Retrier``'s keyword arguments. The decorated function
+    shares one ``Retrier`` (and so one budget, when given) across its calls.
+    """
+    if callable(config) and not isinstance(config, RetryConfig):
+        return retry_with_backoff(None, **options)(config)
+    retrier = Retrier(config, **options)
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await retrier.run_async(lambda _left: fn(*args, **kwargs))
+
+            async_wrapper.retrier = retrier
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return retrier.run(lambda _left: fn(*args, **kwargs))
+
+        wrapper.retrier = retrier
+        return wrapper
+
+    return decorate

@@ -1,0 +1,105 @@
+"""Value types shared by the core and every plugin."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any, Literal
+
+Role = Literal["user", "assistant"]
+ROLES: tuple[str, ...] = ("user", "assistant")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Message:
+    """One message of a conversation. ``complete`` is False for a reply cut short."""
+
+    role: Role
+    content: str
+    timestamp: datetime = dataclasses.field(default_factory=utcnow)
+    complete: bool = True
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, not {self.role!r}")
+        if not isinstance(self.content, str):
+            raise TypeError("content must be a string")
+        if self.timestamp.tzinfo is None:
+            raise ValueError("timestamp must be timezone-aware")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape used by the API and by the storage backends."""
+        data: dict[str, Any] = {
+            "role": self.role,
+            "content": self.content,
+            "timestamp": self.timestamp.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+        }
+        if not self.complete:
+            data["complete"] = False
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Message":
+        """Inverse of ``to_dict``; raises ValueError/TypeError/KeyError on a bad record."""
+        stamp = datetime.fromisoformat(str(data["timestamp"]).replace("Z", "+00:00"))
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=timezone.utc)
+        complete = data.get("complete", True)
+        if not isinstance(complete, bool):
+            raise TypeError("complete must be a boolean")
+        return cls(role=data["role"], content=data["content"], timestamp=stamp, complete=complete)
+
+
+@dataclasses.dataclass(frozen=True)
+class Persona:
+    """Who the twin is: the person's facts and writing, as loaded by a persona source."""
+
+    full_name: str
+    facts: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    summary: str = ""
+    style: str = ""
+    linkedin: str = ""
+    notes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "facts", MappingProxyType(dict(self.facts)))
+        object.__setattr__(self, "notes", MappingProxyType(dict(self.notes)))
+
+    @property
+    def name(self) -> str:
+        return self.full_name
+
+    @property
+    def intro(self) -> str:
+        """A one-line introduction for a page header."""
+        for key in ("headline", "tagline", "current_role", "role"):
+            value = self.facts.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        first = self.summary.strip().split("\n", 1)[0]
+        return first.split(". ", 1)[0].rstrip(".") + "." if first else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+    """What an LLM backend is asked to continue.
+
+    ``messages`` is oldest first with the new user message last; ``timeout`` is
+    the number of seconds left before the call's deadline when this attempt
+    starts (None when there is no deadline).
+    """
+
+    system: str
+    messages: tuple[Message, ...]
+    persona: Persona
+    timeout: float | None = None
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def with_timeout(self, timeout: float | None) -> "Prompt":
+        return dataclasses.replace(self, timeout=timeout)
