@@ -13,6 +13,7 @@ error-to-status registry only ever see this tree::
     │   └── HistoryTooLong            400  the conversation no longer fits the model's context
     ├── NotFound                      404
     ├── LimitExceeded                 429  a per-session or per-client allowance is spent
+    ├── NotReady                      503  /ready: a backend or the persona is not ready yet
     └── TransientError                503  the core may retry it
         ├── BackendUnavailable        503
         │   └── RateLimited           503  with Retry-After
@@ -35,6 +36,7 @@ __all__ = [
     "HistoryTooLong",
     "NotFound",
     "LimitExceeded",
+    "NotReady",
     "TransientError",
     "BackendUnavailable",
     "RateLimited",
@@ -92,6 +94,10 @@ class LimitExceeded(TwinError):
     def __init__(self, message: str = "", retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class NotReady(TwinError):
+    """The app is up but cannot serve chats yet (raised from the reason)."""
 
 
 class TransientError(TwinError):

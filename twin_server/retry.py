@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import inspect
 import logging
+import math
 import random as _random
 import threading
 import time
@@ -43,9 +44,11 @@ class RetryConfig:
     def __post_init__(self) -> None:
         if int(self.max_attempts) != self.max_attempts or self.max_attempts < 1:
             raise ValueError("max_attempts must be a whole number of at least 1")
+        if math.isnan(self.initial_delay) or math.isnan(self.max_delay):
+            raise ValueError("delays must be numbers")
         if self.initial_delay < 0 or self.max_delay < 0:
             raise ValueError("delays must not be negative")
-        if self.exponential_base < 1:
+        if math.isnan(self.exponential_base) or self.exponential_base < 1:
             raise ValueError("exponential_base must be at least 1")
 
 
@@ -56,10 +59,17 @@ class ExponentialBackoff:
         self.initial, self.base, self.maximum = initial, base, maximum
 
     def bound(self, retry_number: int) -> float:
+        if self.initial == 0:
+            return 0.0
         try:
-            raw = self.initial * self.base ** (retry_number - 1)
+            raw = self.initial * float(self.base) ** (retry_number - 1)
         except OverflowError:
-            return self.maximum
+            # base ** (n - 1) alone overflows; a tiny initial delay can still bring
+            # the product under the cap, so work it out in log space.
+            try:
+                raw = math.exp(math.log(self.initial) + (retry_number - 1) * math.log(self.base))
+            except OverflowError:
+                return self.maximum
         return min(self.maximum, raw)
 
 
@@ -155,7 +165,9 @@ class _Attempts:
     def _deadline_passed(self, last: BaseException) -> None:
         if isinstance(last, BackendTimeout):
             raise last
-        raise BackendTimeout(f"{self.r.operation} did not succeed within {self.r.timeout:g}s") from last
+        timeout = BackendTimeout(f"{self.r.operation} did not succeed within {self.r.timeout:g}s")
+        tag(timeout, self.r.operation, self.r.backend)
+        raise timeout from last
 
 
 class Retrier:

@@ -1,0 +1,1 @@
+"""twin-server's AWS plugin (being built)."""

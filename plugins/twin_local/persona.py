@@ -1,0 +1,116 @@
+"""The filesystem persona source: a directory laid out as ``twin_server.persona`` describes.
+
+``load()`` is called on every request, so it is cheap when nothing changed:
+one ``os.scandir`` of the directory collects (name, mtime_ns, size) of the
+layout's files, and the persona is parsed again only when that signature
+differs from the last one. An edited persona is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from twin_server.errors import PersonaError
+from twin_server.persona import FACTS_FILE, is_persona_file, parse_persona
+from twin_server.types import Persona
+
+log = logging.getLogger(__name__)
+
+SETTING = "TWIN_PERSONA_DIR"
+
+Signature = tuple[tuple[str, int, int], ...]
+
+
+def example_persona_dir() -> str:
+    """The bundled example persona (a fictional person), used when PERSONA_DIR is unset."""
+    return os.fspath(importlib.resources.files("twin_local") / "example_persona")
+
+
+class FilesystemPersonaSource:
+    """Reads a persona from ``directory`` and re-reads it only when its files change."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = os.path.abspath(os.path.expanduser(os.fspath(directory)))
+        self._lock = threading.Lock()
+        # (signature, persona, error message): replaced as a whole, so a reader never sees a mix.
+        self._state: tuple[Signature | None, Persona | None, str | None] = (None, None, None)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "FilesystemPersonaSource":
+        directory = config.get("PERSONA_DIR")
+        if directory is None or not str(directory).strip():
+            directory = example_persona_dir()
+            log.info("PERSONA_DIR is not set; serving the bundled example persona from %s", directory)
+        return cls(directory)
+
+    def __repr__(self) -> str:
+        return f"FilesystemPersonaSource({self.directory!r})"
+
+    def load(self) -> Persona:
+        signature = self._scan()
+        state = self._state
+        if state[0] != signature:
+            with self._lock:
+                state = self._state
+                if state[0] != signature:
+                    state = self._state = self._reload(signature, state)
+        persona, error = state[1], state[2]
+        if persona is None:
+            # A fresh exception each time: re-raising one instance would grow its traceback.
+            raise PersonaError(error or f"persona in {self.directory} cannot be loaded")
+        return persona
+
+    def _scan(self) -> Signature:
+        entries: list[tuple[str, int, int]] = []
+        try:
+            with os.scandir(self.directory) as it:
+                for entry in it:
+                    if not is_persona_file(entry.name):
+                        continue
+                    try:
+                        if not entry.is_file():
+                            continue
+                        st = entry.stat()
+                    except FileNotFoundError:
+                        continue  # removed while we were looking
+                    entries.append((entry.name, st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            raise PersonaError(
+                f"persona directory {self.directory} does not exist; set {SETTING} to a directory "
+                f"holding {FACTS_FILE} (or unset it to serve the bundled example persona)"
+            ) from None
+        except NotADirectoryError:
+            raise PersonaError(f"{SETTING} must name a directory, and {self.directory} is not one") from None
+        except PermissionError:
+            raise PersonaError(f"persona directory {self.directory} cannot be read (permission denied)") from None
+        return tuple(sorted(entries))
+
+    def _reload(self, signature: Signature, previous: tuple) -> tuple[Signature, Persona | None, str | None]:
+        """Parse the persona; the outcome, good or bad, is remembered for this signature."""
+        try:
+            persona = parse_persona(self._read(signature), source=self.directory)
+        except PersonaError as exc:
+            if previous[2] != str(exc):
+                log.error("persona in %s cannot be loaded: %s", self.directory, exc)
+            return signature, None, str(exc)
+        if previous[0] is not None:
+            log.info("persona in %s changed; reloaded it", self.directory)
+        return signature, persona, None
+
+    def _read(self, signature: Signature) -> dict[str, bytes]:
+        files: dict[str, bytes] = {}
+        for name, _mtime, _size in signature:
+            path = os.path.join(self.directory, name)
+            try:
+                with open(path, "rb") as fh:
+                    files[name] = fh.read()
+            except FileNotFoundError:
+                continue  # removed since the scan; the next scan sees a new signature
+            except OSError as exc:
+                raise PersonaError(f"{path} cannot be read: {exc.strerror or exc}") from None
+        return files

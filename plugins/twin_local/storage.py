@@ -1,0 +1,244 @@
+"""The filesystem conversation store: one append-only JSON Lines file per session.
+
+Layout under the data directory::
+
+    <root>/<session_id>.jsonl    one Message.to_dict() per line, oldest first
+    <root>/.locks/<n>.lock       flock stripes, n = crc32(session_id) % 64
+
+A turn is appended with a single ``write`` under an exclusive ``flock`` on the
+session's stripe, so concurrent appends from threads and processes never
+interleave, and a crash can at worst leave a torn last line. Readers trust only
+the bytes up to the last newline; the next append cuts any torn tail off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from twin_server.errors import BackendUnavailable, ConfigurationError, ValidationError
+from twin_server.types import Message
+
+__all__ = ["FilesystemStore"]
+
+log = logging.getLogger("twin_local.storage")
+
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
+LOCK_STRIPES = 64
+BLOCK_SIZE = 64 * 1024
+SUFFIX = ".jsonl"
+_BAD_RECORD = (ValueError, TypeError, KeyError, AttributeError)
+
+
+class FilesystemStore:
+    """A ConversationStore keeping each session in ``<root>/<session_id>.jsonl``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+        self._locks = self.root / ".locks"
+        try:
+            self._locks.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create the data directory {self.root}: {exc.strerror}") from exc
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "FilesystemStore":
+        return cls(Path(config.get("DATA_DIR") or "data"))
+
+    # -- the ConversationStore protocol --------------------------------------
+
+    def load(self, session_id: str, limit: int | None = None) -> list[Message]:
+        """The session's messages, oldest first; only the last ``limit`` when given."""
+        path = self._path(session_id)
+        if limit is not None and limit < 0:
+            raise ValueError("limit must not be negative")
+        if limit == 0:
+            return []
+        newest_first: list[Message] = []
+        try:
+            # A shared lock keeps a reader from seeing half of a turn that is being written.
+            with self._lock(session_id, fcntl.LOCK_SH):
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    return []
+                try:
+                    end = _complete_end(fd, os.fstat(fd).st_size)
+                    # Lines are parsed newest first, so a corrupt line inside the tail
+                    # makes us read one more line rather than return fewer than limit.
+                    for offset, line in _lines_backwards(fd, end):
+                        message = _parse(line, session_id, offset)
+                        if message is not None:
+                            newest_first.append(message)
+                            if len(newest_first) == limit:
+                                break
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            raise _unavailable("read", exc) from exc
+        newest_first.reverse()
+        return newest_first
+
+    def append(self, session_id: str, messages: Sequence[Message]) -> None:
+        """Append all of ``messages`` in one write, or none of them."""
+        path = self._path(session_id)
+        data = _encode(messages)
+        if not data:
+            return
+        try:
+            with self._lock(session_id, fcntl.LOCK_EX):
+                # O_RDWR rather than O_WRONLY: the torn-tail check must read the last bytes.
+                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    size = _repair(fd, session_id)
+                    _write_all(fd, data, size)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            raise _unavailable("write", exc) from exc
+
+    def delete(self, session_id: str) -> bool:
+        """Erase the session; True when there was a file to erase."""
+        path = self._path(session_id)
+        try:
+            with self._lock(session_id, fcntl.LOCK_EX):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    return False
+                return True
+        except OSError as exc:
+            raise _unavailable("delete", exc) from exc
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _path(self, session_id: str) -> Path:
+        """The session's file, after checking the id can name nothing else."""
+        # fullmatch, not ^...$: "$" would accept a trailing newline.
+        if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
+            raise ValidationError("invalid session id")
+        return self.root / f"{session_id}{SUFFIX}"
+
+    @contextlib.contextmanager
+    def _lock(self, session_id: str, mode: int) -> Iterator[None]:
+        # A fresh fd per call: flocks on separate open()s conflict even within one
+        # process, so this serializes threads as well as processes.
+        stripe = zlib.crc32(session_id.encode("ascii")) % LOCK_STRIPES  # hash() is salted per process
+        path = self._locks / f"{stripe}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:  # someone removed .locks; put it back
+            self._locks.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
+def _encode(messages: Sequence[Message]) -> bytes:
+    """All records of a turn as one bytes object, before any file is touched."""
+    lines = []
+    for message in messages:
+        if not isinstance(message, Message):
+            raise TypeError(f"expected Message, not {type(message).__name__}")
+        lines.append(json.dumps(message.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
+    try:
+        return "".join(lines).encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, e.g. from a "\ud800" JSON escape
+        raise ValidationError("message content is not valid Unicode") from None
+
+
+def _parse(line: bytes, session_id: str, offset: int) -> Message | None:
+    """One stored record, or None (logged) when it is corrupt."""
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+        if not isinstance(record, dict):
+            raise TypeError("record is not an object")
+        return Message.from_dict(record)
+    except _BAD_RECORD as exc:
+        # Never log the line itself: it is somebody's conversation.
+        log.warning(
+            "skipping corrupt record in session %s at byte offset %d (%s)",
+            session_id, offset, type(exc).__name__,
+        )
+        return None
+
+
+def _complete_end(fd: int, size: int) -> int:
+    """The offset just after the last newline: bytes beyond it are a torn write."""
+    if size and os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    pos = size
+    while pos > 0:
+        start = max(0, pos - BLOCK_SIZE)
+        newline = os.pread(fd, pos - start, start).rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        pos = start
+    return 0
+
+
+def _lines_backwards(fd: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) for each line in ``[0, end)``, last first, reading blocks from the end."""
+    pos = end
+    buf = b""  # bytes [pos, pos + len(buf)); ends with the newline of a line whose start is unknown
+    while pos > 0:
+        start = max(0, pos - BLOCK_SIZE)
+        buf = os.pread(fd, pos - start, start) + buf
+        pos = start
+        stop = len(buf) - 1
+        newline = buf.rfind(b"\n", 0, stop)
+        while newline >= 0:
+            yield pos + newline + 1, buf[newline + 1 : stop]
+            stop = newline
+            newline = buf.rfind(b"\n", 0, stop)
+        buf = buf[: stop + 1]
+    if buf:
+        yield 0, buf[:-1]
+
+
+def _repair(fd: int, session_id: str) -> int:
+    """Cut off a torn last line (never acknowledged to anyone); return the file's size."""
+    size = os.fstat(fd).st_size
+    end = _complete_end(fd, size)
+    if end != size:
+        os.ftruncate(fd, end)
+        log.warning("discarded a torn record (%d bytes) at the end of session %s", size - end, session_id)
+    return end
+
+
+def _write_all(fd: int, data: bytes, size: int) -> None:
+    """One write of the whole turn; on a failed follow-up write, truncate back to ``size``."""
+    view = memoryview(data)
+    written = 0
+    try:
+        while written < len(data):
+            count = os.write(fd, view[written:])
+            if count == 0:
+                raise OSError(errno.EIO, "write made no progress")
+            written += count
+    except OSError:
+        if written:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                log.error("could not truncate a partly written turn back to %d bytes", size)
+        raise
+
+
+def _unavailable(action: str, exc: OSError) -> BackendUnavailable:
+    reason = errno.errorcode.get(exc.errno or 0, "OSError")
+    return BackendUnavailable(f"filesystem store could not {action} the conversation ({reason})")

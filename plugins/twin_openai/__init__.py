@@ -1,0 +1,1 @@
+"""twin-server's OpenAI plugin (being built)."""

@@ -1,0 +1,74 @@
+"""The twin-server command."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from twin_server.cli import main
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+def test_help_imports_no_sdk():
+    code = "import sys; from twin_server.cli import main\ntry:\n main(['--help'])\nexcept SystemExit: pass\nprint([m for m in ('boto3','openai','botocore') if m in sys.modules], file=sys.stderr)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "serve" in result.stdout and "chat" in result.stdout
+    assert result.stderr.strip().endswith("[]")
+
+
+def test_plugins_lists_bundled_backends(env):
+    result = CliRunner().invoke(main, ["plugins"])
+    assert result.exit_code == 0, result.output
+    line = next(l for l in result.output.splitlines() if l.startswith("local"))
+    assert "twin-server" in line
+    for backend in ("storage:filesystem", "persona:filesystem", "secrets:env", "llm:offline"):
+        assert backend in line
+
+
+def test_check_passes_with_the_example_persona(env):
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "all checks passed" in result.output
+
+
+def test_check_fails_precisely_on_a_broken_persona(env, monkeypatch):
+    persona = env / "persona"
+    persona.mkdir()
+    (persona / "facts.json").write_text(json.dumps({"headline": "no name"}))
+    monkeypatch.setenv("TWIN_PERSONA_DIR", str(persona))
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 1
+    assert "FAILED   persona" in result.output and "full_name" in result.output
+
+
+def test_check_fails_on_unknown_backend(env, monkeypatch):
+    monkeypatch.setenv("TWIN_LLM", "gpt-nope")
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 2
+    assert "unknown llm backend 'gpt-nope'" in result.output
+
+
+def test_chat_in_the_terminal_uses_the_same_turn(env):
+    result = CliRunner().invoke(main, ["chat", "--session", "terminal-0001"], input="What is your name?\n\n")
+    assert result.exit_code == 0, result.output
+    assert "You are talking to the twin of" in result.output
+    stored = list((env / "data").glob("terminal-0001.jsonl"))
+    assert stored and len(stored[0].read_text().splitlines()) == 2
+
+
+def test_serve_prints_url_and_backends(env, monkeypatch):
+    from flask import Flask
+
+    calls = {}
+    monkeypatch.setattr(Flask, "run", lambda self, **kwargs: calls.update(kwargs))
+    result = CliRunner().invoke(main, ["serve", "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    assert "http://127.0.0.1:8123/" in result.output and "llm=offline" in result.output
+    assert calls["port"] == 8123 and calls["host"] == "127.0.0.1"

@@ -1,0 +1,32 @@
+"""The app under a real gunicorn process, and the filesystem store shared by its workers."""
+
+import concurrent.futures
+
+import requests
+
+from tests.servers import gunicorn
+
+
+def test_chat_through_gunicorn_with_several_workers(tmp_path):
+    data = tmp_path / "data"
+    with gunicorn({"TWIN_DATA_DIR": str(data)}, workers=2, threads=4) as url:
+        assert requests.get(url + "/ready", timeout=10).status_code == 200
+        first = requests.post(url + "/chat", json={"message": "What is your name?"}, timeout=10)
+        assert first.status_code == 200
+        session_id = first.json()["session_id"]
+
+        def turn(i):
+            return requests.post(url + "/chat", json={"message": f"question {i}", "session_id": session_id}, timeout=30)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            statuses = [r.status_code for r in pool.map(turn, range(40))]
+        assert statuses == [200] * 40
+        messages = requests.get(f"{url}/conversation/{session_id}", timeout=10).json()["messages"]
+        assert len(messages) == 2 + 80
+        for user, reply in zip(messages[::2], messages[1::2]):
+            assert (user["role"], reply["role"]) == ("user", "assistant")
+        assert sorted(m["content"] for m in messages[2::2]) == sorted(f"question {i}" for i in range(40))
+
+        bad = requests.post(url + "/chat", data="{not json", headers={"Content-Type": "application/json"}, timeout=10)
+        assert bad.status_code == 400
+        assert bad.headers["Content-Type"] == "application/problem+json"

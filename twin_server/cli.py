@@ -1,0 +1,135 @@
+"""The ``twin-server`` command: serve, chat, check, plugins.
+
+Nothing heavy is imported at module level, so ``twin-server --help`` loads no
+backend SDK.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+def _build_app():
+    from twin_server.app import create_app
+    from twin_server.errors import StartupError
+
+    try:
+        return create_app()
+    except StartupError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.version_option(package_name="twin-server")
+def main() -> None:
+    """twin-server: put a digital twin of yourself online."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--debug", is_flag=True, help="Flask debug mode (reloader and debugger; never in production).")
+def serve(host: str, port: int, debug: bool) -> None:
+    """Serve the twin with Flask's development server (use gunicorn in production)."""
+    from twin_server.state import EXTENSION_KEY
+
+    app = _build_app()
+    state = app.extensions[EXTENSION_KEY]
+    backends = ", ".join(f"{kind}={name}" for kind, name in state.backends.names().items())
+    click.echo(f"twin-server on http://{host}:{port}/  ({backends})")
+    app.run(host=host, port=port, debug=debug, threaded=True, use_reloader=debug)
+
+
+@main.command()
+@click.option("--session", "session_id", default=None, help="Continue this session id.")
+def chat(session_id: str | None) -> None:
+    """Talk to the configured twin in the terminal (the same turn as POST /chat)."""
+    from twin_server.chat import new_session_id
+    from twin_server.errors import TwinError
+    from twin_server.schemas import check_session_id
+    from twin_server.state import EXTENSION_KEY
+
+    app = _build_app()
+    state = app.extensions[EXTENSION_KEY]
+    try:
+        session_id = check_session_id(session_id) if session_id else new_session_id()
+        persona = state.chat.persona()
+    except TwinError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"You are talking to the twin of {persona.full_name} (session {session_id}). Ctrl-D to quit.")
+    while True:
+        try:
+            text = click.prompt("you", prompt_suffix="> ", default="", show_default=False)
+        except (EOFError, click.Abort):
+            click.echo()
+            return
+        if not text.strip():
+            continue
+        try:
+            turn = state.chat.prepare(session_id, text)
+            click.echo(f"{persona.full_name.split()[0].lower()}> ", nl=False)
+            pieces = []
+            for piece in state.chat.stream(turn):
+                pieces.append(piece)
+                click.echo(piece, nl=False)
+            click.echo()
+            if not state.chat.finish(turn, "".join(pieces)):
+                click.echo("(this turn could not be saved; see the log)", err=True)
+        except TwinError as exc:
+            click.echo(f"\n[error] {type(exc).__name__}: {exc}", err=True)
+
+
+@main.command()
+def check() -> None:
+    """Validate the configuration, the persona and the backends; exit non-zero on any problem."""
+    from twin_server.state import EXTENSION_KEY
+
+    app = _build_app()
+    state = app.extensions[EXTENSION_KEY]
+    failures = 0
+    for kind, name in state.backends.names().items():
+        click.echo(f"{kind:8} {name}")
+    checks = {
+        "persona": lambda: f"{state.chat.persona().full_name}",
+        "storage": lambda: f"{len(state.backends.storage.load('twin-server-check', 1))} messages in a probe session",
+    }
+    for label, probe in checks.items():
+        try:
+            click.echo(f"ok       {label}: {probe()}")
+        except Exception as exc:  # report every failure, then exit non-zero
+            failures += 1
+            click.echo(f"FAILED   {label}: {type(exc).__name__}: {exc}", err=True)
+    if failures:
+        sys.exit(1)
+    click.echo("all checks passed")
+
+
+@main.command("plugins")
+def list_plugins() -> None:
+    """List the discovered plugins and the backends each registers."""
+    from twin_server.app import collect_backends
+    from twin_server.plugins import get_plugin_manager, plugin_distributions
+
+    pm = get_plugin_manager()
+    problems: list[str] = []
+    registries = collect_backends(pm, problems)
+    dists = plugin_distributions(pm)
+    by_plugin: dict[str, list[str]] = {}
+    for kind, registry in registries.items():
+        for registration in registry.registrations():
+            by_plugin.setdefault(registration.plugin, []).append(f"{kind}:{registration.name}")
+    for name, _plugin in sorted(pm.list_name_plugin()):
+        source = dists.get(name, "registered in code")
+        backends = ", ".join(by_plugin.get(name, [])) or "(no backends)"
+        click.echo(f"{name}  [{source}]  {backends}")
+    for problem in problems:
+        click.echo(f"problem: {problem}", err=True)
+    if problems:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

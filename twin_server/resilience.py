@@ -1,0 +1,148 @@
+"""Every backend call goes through here: the core's retry, deadline and budget per operation.
+
+``Backends`` holds the four selected backends of one app, each behind a
+wrapper that runs its calls through a ``Retrier`` built from the operation's
+policy (``retry_policy`` hook, then ``TWIN_RETRY_*`` / ``TWIN_RETRY_<KIND>_*``
+settings) and deadline (``TWIN_<KIND>_TIMEOUT``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from twin_server import settings
+from twin_server.retry import AttemptObserver, Retrier, RetryBudget, RetryConfig
+from twin_server.types import Message, Persona, Prompt
+
+OPERATIONS: tuple[str, ...] = ("storage", "persona", "secrets", "llm")
+
+_FIELDS = {
+    "MAX_ATTEMPTS": ("max_attempts", settings.get_int),
+    "INITIAL_DELAY": ("initial_delay", settings.get_float),
+    "MAX_DELAY": ("max_delay", settings.get_float),
+    "EXPONENTIAL_BASE": ("exponential_base", settings.get_float),
+    "JITTER": ("jitter", settings.get_bool),
+}
+
+
+def retry_config_for(operation: str, config: Mapping[str, Any], plugin_policy: RetryConfig | None) -> RetryConfig:
+    """The policy for one operation kind: the plugin's (or the defaults), then settings on top."""
+    policy = plugin_policy or RetryConfig()
+    changes: dict[str, Any] = {}
+    for prefix in ("RETRY_", f"RETRY_{operation.upper()}_"):
+        for suffix, (field, read) in _FIELDS.items():
+            if prefix + suffix in config:
+                changes[field] = read(config, prefix + suffix)
+    try:
+        return dataclasses.replace(policy, **changes)
+    except ValueError as exc:
+        from twin_server.errors import ConfigurationError
+
+        raise ConfigurationError(f"retry settings for {operation}: {exc}") from None
+
+
+def timeout_for(operation: str, config: Mapping[str, Any]) -> float | None:
+    value = settings.get_float(config, f"{operation.upper()}_TIMEOUT", minimum=0)
+    return value or None
+
+
+@dataclasses.dataclass
+class RetryFactory:
+    """Builds the ``Retrier`` of each operation; one budget per backend for the app's life."""
+
+    policies: Mapping[str, RetryConfig]
+    timeouts: Mapping[str, float | None]
+    observer: Callable[[str, str], AttemptObserver | None] = lambda operation, backend: None
+    retrier_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __call__(self, operation: str, backend: str) -> Retrier:
+        return Retrier(
+            self.policies[operation],
+            operation=operation,
+            backend=backend,
+            timeout=self.timeouts[operation],
+            budget=RetryBudget(),
+            observer=self.observer(operation, backend),
+            **self.retrier_options,
+        )
+
+
+class _Wrapped:
+    def __init__(self, backend: Any, name: str, retrier: Retrier) -> None:
+        self.backend, self.name, self.retrier = backend, name, retrier
+
+    def __getattr__(self, attr: str) -> Any:
+        # Anything beyond the protocol (e.g. a plugin's own extras) is reached directly, unretried.
+        return getattr(self.backend, attr)
+
+
+class RetryingStore(_Wrapped):
+    def load(self, session_id: str, limit: int | None = None) -> list[Message]:
+        return self.retrier.call(self.backend.load, session_id, limit)
+
+    def append(self, session_id: str, messages: Sequence[Message]) -> None:
+        self.retrier.call(self.backend.append, session_id, list(messages))
+
+    def delete(self, session_id: str) -> bool:
+        return bool(self.retrier.call(self.backend.delete, session_id))
+
+
+class RetryingPersona(_Wrapped):
+    def load(self) -> Persona:
+        return self.retrier.call(self.backend.load)
+
+
+class RetryingSecrets(_Wrapped):
+    def get(self, name: str) -> str:
+        return self.retrier.call(self.backend.get, name)
+
+
+class RetryingLLM(_Wrapped):
+    def complete(self, prompt: Prompt) -> str:
+        return self.retrier.run(lambda left: self.backend.complete(prompt.with_timeout(left)))
+
+    def stream(self, prompt: Prompt) -> Iterator[str]:
+        """Retries until the first piece arrives; after that a failure reaches the caller."""
+
+        def first(left: float | None) -> tuple[Iterator[str], list[str]]:
+            pieces = iter(self.backend.stream(prompt.with_timeout(left)))
+            head = [piece for piece in _take_one(pieces)]
+            return pieces, head
+
+        pieces, head = self.retrier.run(first)
+        return _chain(head, pieces, self.retrier)
+
+
+def _take_one(pieces: Iterator[str]) -> list[str]:
+    for piece in pieces:
+        return [piece]
+    return []
+
+
+def _chain(head: list[str], rest: Iterator[str], retrier: Retrier) -> Iterator[str]:
+    from twin_server.retry import tag
+
+    yield from head
+    try:
+        yield from rest
+    except BaseException as exc:
+        tag(exc, retrier.operation, retrier.backend)
+        raise
+
+
+WRAPPERS = {"storage": RetryingStore, "persona": RetryingPersona, "secrets": RetryingSecrets, "llm": RetryingLLM}
+
+
+@dataclasses.dataclass
+class Backends:
+    """The selected backends of one app, each behind the core's retry."""
+
+    storage: RetryingStore
+    persona: RetryingPersona
+    secrets: RetryingSecrets
+    llm: RetryingLLM
+
+    def names(self) -> dict[str, str]:
+        return {kind: getattr(self, kind).name for kind in OPERATIONS}

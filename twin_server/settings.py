@@ -1,0 +1,87 @@
+"""Typed reads of the app config, and the defaults of every core setting.
+
+Config keys are the environment names without ``TWIN_`` (``TWIN_DATA_DIR`` →
+``DATA_DIR``); Flask's ``from_prefixed_env`` JSON-decodes values that parse,
+so a setting may arrive as a string, a number or a boolean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from twin_server.errors import ConfigurationError
+
+#: Core settings and their defaults (plugins document their own).
+DEFAULTS: dict[str, Any] = {
+    "STORAGE": "filesystem",
+    "PERSONA": "filesystem",
+    "SECRETS": "env",
+    "LLM": "offline",
+    "HISTORY_WINDOW": 20,
+    "MAX_MESSAGE_CHARS": 4000,
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    "LLM_TIMEOUT": 60.0,
+    "STORAGE_TIMEOUT": 5.0,
+    "PERSONA_TIMEOUT": 5.0,
+    "SECRETS_TIMEOUT": 5.0,
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _missing(config: Mapping[str, Any], key: str, default: Any) -> Any:
+    return config.get(key, DEFAULTS.get(key, default))
+
+
+def get_str(config: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
+    value = _missing(config, key, default)
+    return None if value is None else str(value)
+
+
+def get_int(config: Mapping[str, Any], key: str, default: int | None = None, *, minimum: int | None = None) -> int | None:
+    value = _missing(config, key, default)
+    if value is None:
+        return None
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigurationError(f"TWIN_{key} must be a whole number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ConfigurationError(f"TWIN_{key} must be at least {minimum}, not {number}")
+    return number
+
+
+def get_float(config: Mapping[str, Any], key: str, default: float | None = None, *, minimum: float | None = None) -> float | None:
+    value = _missing(config, key, default)
+    if value is None:
+        return None
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ConfigurationError(f"TWIN_{key} must be a number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ConfigurationError(f"TWIN_{key} must be at least {minimum:g}, not {number:g}")
+    return number
+
+
+def get_bool(config: Mapping[str, Any], key: str, default: bool = False) -> bool:
+    value = _missing(config, key, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"TWIN_{key} must be true or false, not {value!r}")
+
+
+def get_list(config: Mapping[str, Any], key: str) -> list[str]:
+    """A comma-separated setting (or a JSON list) as a list of non-empty strings."""
+    value = _missing(config, key, None)
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
