@@ -516,8 +516,14 @@ def test_success_refunds_the_budget_but_never_above_capacity():
     retrier, _ = make(RetryConfig(max_attempts=3, jitter=False), budget=budget)
     assert retrier.run(lambda left: "ok") == "ok"
     assert budget.tokens == 500
-    assert retrier.run(Flaky([BackendUnavailable])) == "ok"  # one retry (-5), one success (+1)
-    assert budget.tokens == 496
+    with pytest.raises(BackendUnavailable):
+        retrier.run(AlwaysFails())  # two retries (-10), then the error
+    assert budget.tokens == 490
+    assert retrier.run(Flaky([BackendUnavailable])) == "ok"  # one retry (-5), given back on success
+    assert budget.tokens == 490
+    for _ in range(7):
+        retrier.run(lambda left: "ok")  # +1 each for a call that needed no retry
+    assert budget.tokens == 497
     for _ in range(10):
         retrier.run(lambda left: "ok")
     assert budget.tokens == 500

@@ -90,9 +90,11 @@ def no_jitter(bound: float) -> float:
 class RetryBudget:
     """A token bucket shared by every call to one backend, so a dead backend is not hammered.
 
-    Each retry takes ``retry_cost`` tokens; each success puts ``success_refund``
-    back, up to ``capacity``. With the bucket empty, failures are not retried.
-    The defaults are botocore's standard retry mode's.
+    Each retry takes ``retry_cost`` tokens. A call that succeeds at once puts
+    ``success_refund`` back; one that succeeded after retrying gives back what
+    its retries took (as botocore's standard mode does), so a backend failing
+    now and then keeps its budget while one failing most calls drains it. Never
+    above ``capacity``; with the bucket empty, failures are not retried.
     """
 
     def __init__(self, capacity: int = 500, retry_cost: int = 5, success_refund: int = 1) -> None:
@@ -111,9 +113,9 @@ class RetryBudget:
             self._tokens -= self.retry_cost
             return True
 
-    def refund(self) -> None:
+    def refund(self, amount: int | None = None) -> None:
         with self._lock:
-            self._tokens = min(self.capacity, self._tokens + self.success_refund)
+            self._tokens = min(self.capacity, self._tokens + (self.success_refund if amount is None else amount))
 
 
 class _Attempts:
@@ -122,6 +124,7 @@ class _Attempts:
     def __init__(self, retrier: "Retrier") -> None:
         self.r = retrier
         self.number = 0
+        self.acquired = 0  # budget tokens this call took for its retries
         self.deadline = None if retrier.timeout is None else retrier.clock() + retrier.timeout
 
     def time_left(self) -> float | None:
@@ -150,7 +153,7 @@ class _Attempts:
             delay = r.jitter(r.backoff.bound(self.number))
         if left is not None and (left <= 0 or delay >= left):
             self._deadline_passed(exc)
-        if r.budget is not None and not r.budget.acquire():
+        if r.budget is not None and not self._acquire(r.budget):
             log.warning(
                 "retry budget of %s backend %r is spent; not retrying %s",
                 r.operation, r.backend, type(exc).__name__,
@@ -161,6 +164,12 @@ class _Attempts:
             r.operation, r.backend, self.number, r.config.max_attempts, type(exc).__name__, delay,
         )
         return delay
+
+    def _acquire(self, budget: RetryBudget) -> bool:
+        if not budget.acquire():
+            return False
+        self.acquired += budget.retry_cost
+        return True
 
     def _deadline_passed(self, last: BaseException) -> None:
         if isinstance(last, BackendTimeout):
@@ -240,7 +249,7 @@ class Retrier:
     def _finished(self, state: _Attempts, began: float, exc: BaseException | None) -> None:
         if exc is None:
             if self.budget is not None:
-                self.budget.refund()
+                self.budget.refund(state.acquired or None)
         else:
             tag(exc, self.operation, self.backend)
         if self.observer is not None:

@@ -1,0 +1,1 @@
+"""Benchmarks: each module prints its figures and compares against a baseline measured in the same run."""
