@@ -40,30 +40,25 @@ def get_str(config: Mapping[str, Any], key: str, default: str | None = None) -> 
     return None if value is None else str(value)
 
 
-def get_int(config: Mapping[str, Any], key: str, default: int | None = None, *, minimum: int | None = None) -> int | None:
+def _number(config: Mapping[str, Any], key: str, default: Any, minimum: Any, convert: type, noun: str) -> Any:
     value = _missing(config, key, default)
     if value is None:
         return None
     try:
-        number = int(str(value).strip())
+        number = convert(str(value).strip())
     except ValueError:
-        raise ConfigurationError(f"TWIN_{key} must be a whole number, not {value!r}") from None
-    if minimum is not None and number < minimum:
-        raise ConfigurationError(f"TWIN_{key} must be at least {minimum}, not {number}")
-    return number
-
-
-def get_float(config: Mapping[str, Any], key: str, default: float | None = None, *, minimum: float | None = None) -> float | None:
-    value = _missing(config, key, default)
-    if value is None:
-        return None
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise ConfigurationError(f"TWIN_{key} must be a number, not {value!r}") from None
+        raise ConfigurationError(f"TWIN_{key} must be {noun}, not {value!r}") from None
     if minimum is not None and number < minimum:
         raise ConfigurationError(f"TWIN_{key} must be at least {minimum:g}, not {number:g}")
     return number
+
+
+def get_int(config: Mapping[str, Any], key: str, default: int | None = None, *, minimum: int | None = None) -> int | None:
+    return _number(config, key, default, minimum, int, "a whole number")
+
+
+def get_float(config: Mapping[str, Any], key: str, default: float | None = None, *, minimum: float | None = None) -> float | None:
+    return _number(config, key, default, minimum, float, "a number")
 
 
 def get_bool(config: Mapping[str, Any], key: str, default: bool = False) -> bool:
