@@ -18,13 +18,19 @@ wants). Any scripted answer can be delayed by ``delay`` seconds (to provoke a
 client timeout), and a stream can be held after its first chunk until a
 ``threading.Event`` is set (to prove the client sees pieces as they come).
 Any path other than ``/v1/chat/completions`` answers 404 unless scripted.
+
+Run alone (for a benchmark or a manual try), it serves until its stdin closes::
+
+    python -m tests.fake_openai [--port N] [--reply TEXT] [--no-record]   # prints its base URL
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import itertools
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -76,9 +82,12 @@ class _QuietHandler(WSGIRequestHandler):
 class FakeOpenAI:
     """An OpenAI-compatible chat-completions server on 127.0.0.1 that tests script."""
 
-    def __init__(self, *, default_reply: str = "Hello from the fake model.", model: str = "fake-model") -> None:
+    def __init__(self, *, default_reply: str = "Hello from the fake model.", model: str = "fake-model",
+                 port: int = 0, record: bool = True) -> None:
         self.default_reply = default_reply
         self.model = model
+        self.port = port
+        self.record = record  # a benchmark sending thousands of requests turns this off
         self._script: deque[Scripted] = deque()
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -91,8 +100,9 @@ class FakeOpenAI:
     def start(self) -> "FakeOpenAI":
         if self._server is not None:
             raise RuntimeError("FakeOpenAI is already running")
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
+        self._server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True, request_handler=_QuietHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
+                                        name="fake-openai", daemon=True)
         self._thread.start()
         return self
 
@@ -188,7 +198,8 @@ class FakeOpenAI:
         recorded = RecordedRequest(request.method, request.path,
                                    {k.lower(): v for k, v in request.headers.items()}, body)
         with self._lock:
-            self._requests.append(recorded)
+            if self.record:
+                self._requests.append(recorded)
             scripted = self._script.popleft() if self._script else None
         if scripted is None:
             if request.method != "POST" or request.path != COMPLETIONS_PATH:
@@ -270,8 +281,22 @@ def _pairs(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
 
 
 def _default_type(status: int) -> str:
-    if status == 429:
-        return "requests"
-    if status in (401, 403):
-        return "invalid_request_error" if status == 403 else "authentication_error"
     return "server_error" if status >= 500 else "invalid_request_error"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_openai", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--reply", default="Hello from the fake model.", help="the answer to every request")
+    parser.add_argument("--no-record", action="store_true", help="do not keep the requests in memory")
+    args = parser.parse_args(argv)
+    with FakeOpenAI(default_reply=args.reply, port=args.port, record=not args.no_record) as server:
+        print(server.base_url, flush=True)
+        try:
+            sys.stdin.read()  # until the parent closes our stdin (or Ctrl-D)
+        except KeyboardInterrupt:
+            print("fake OpenAI server stopped", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
