@@ -18,8 +18,16 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/twin-server serve
 
-test: $(STAMP)
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq chromium
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -23,15 +24,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0, output: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {process.stderr.read() if process.stderr else ''}")
+            said = output.read_text(errors="replace") if output else process.stderr.read() if process.stderr else ""
+            raise RuntimeError(f"server exited with {process.returncode}: {said}")
         try:
             requests.get(url, timeout=1)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or no worker booted yet
             time.sleep(0.1)
     raise TimeoutError(f"{url} did not come up in {timeout}s")
 
@@ -57,11 +59,15 @@ def gunicorn(
     ]
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
     full_env.update(env)
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT if log_path else subprocess.PIPE)
+    # Output goes to a file, never to a pipe nobody reads: the app logs a line per
+    # request, and a full pipe would block the server.
+    scratch = None if log_path else tempfile.TemporaryDirectory(prefix="gunicorn-log-")
+    output = log_path or Path(scratch.name) / "output.log"
+    log = open(output, "wb")
+    process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(url + "/health", process)
+        wait_until_up(url + "/health", process, output=output)
         yield url
     finally:
         process.send_signal(signal.SIGTERM)
@@ -70,5 +76,6 @@ def gunicorn(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if log_path:
-            log.close()
+        log.close()
+        if scratch is not None:
+            scratch.cleanup()

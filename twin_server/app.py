@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from twin_server import settings
+from twin_server import limits, observability, security, settings
 from twin_server.backends import KINDS, SELECTORS, BackendContext, BackendRegistry, check_protocol
 from twin_server.chat import ChatService
 from twin_server.errors import ConfigurationError, StartupError
@@ -48,10 +48,11 @@ def create_app(
     app.config.update(config_overrides or {})
 
     pm = get_plugin_manager(plugins, entrypoints=entrypoints)
-    problems: list[str] = []
+    problems: list[str] = [*observability.check(app.config), *limits.check(app.config), *security.check(app.config)]
     registries = collect_backends(pm, problems)
     error_registry = _collect_errors(pm, problems)
-    backends = _build_backends(app.config, pm, registries, problems, retry_options or {})
+    observer = observability.attempt_observer(app)
+    backends = _build_backends(app.config, pm, registries, problems, retry_options or {}, observer)
     try:
         history_window = settings.get_int(app.config, "HISTORY_WINDOW", minimum=0)
         max_chars = settings.get_int(app.config, "MAX_MESSAGE_CHARS", minimum=1)
@@ -70,9 +71,18 @@ def create_app(
         registered={kind: registries[kind].registrations() for kind in KINDS},
     )
     _install_request_hooks(app)
+    observability.install(app)
+    security.install(app)
+    limits.install(app)
+    from twin_server import auth, cors, openai_compat, page, streaming
     from twin_server.api import bp
 
     app.register_blueprint(bp)
+    page.install(app)
+    cors.install(app)
+    auth.install(app)
+    streaming.install(app)
+    openai_compat.install(app)
     pm.hook.startup(app=app)
     _warm_up(app)
     return app
@@ -97,14 +107,14 @@ def _collect_errors(pm, problems: list[str]) -> ErrorRegistry:
     return registry
 
 
-def _build_backends(config, pm, registries, problems: list[str], retry_options) -> Backends | None:
+def _build_backends(config, pm, registries, problems: list[str], retry_options, observer) -> Backends | None:
     try:
         policies = {op: retry_config_for(op, config, pm.hook.retry_policy(operation=op)) for op in OPERATIONS}
         timeouts = {op: timeout_for(op, config) for op in OPERATIONS}
     except ConfigurationError as exc:
         problems.append(str(exc))
         return None
-    make_retrier = RetryFactory(policies, timeouts, retrier_options=retry_options)
+    make_retrier = RetryFactory(policies, timeouts, observer=observer, retrier_options=retry_options)
     built: dict[str, Any] = {}
 
     def secret(name: str) -> str:
@@ -159,6 +169,10 @@ def _install_request_hooks(app: Flask) -> None:
         if isinstance(exc, HTTPException) and exc.code is not None and exc.code < 400:
             return exc  # redirects are not errors
         problem = resolve_and_log(exc)
+        from twin_server import openai_compat
+
+        if openai_compat.is_openai_request():
+            return openai_compat.error_response(problem)
         return problem_response(problem)
 
 

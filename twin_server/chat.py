@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from twin_server.prompt import SystemPromptCache
 from twin_server.resilience import Backends
@@ -44,14 +44,29 @@ class ChatService:
         self.backends = backends
         self.history_window = history_window
         self.system_prompts = SystemPromptCache()
+        #: Called as ``guard(session_id, text)`` by ``prepare`` once the turn is ready and
+        #: before anything is spent on it; raise (e.g. ``LimitExceeded``) to refuse the
+        #: turn. ``twin_server.limits`` adds the per-session caps and the daily LLM budget.
+        self.guards: list[Callable[[str, str], None]] = []
 
     def persona(self) -> Persona:
         return self.backends.persona.load()
 
-    def prepare(self, session_id: str, text: str, *, instructions: str = "") -> PreparedTurn:
-        """Everything before the LLM call. The persona must load; the history may fail."""
+    def prepare(
+        self, session_id: str, text: str, *, instructions: str = "", history: Sequence[Message] | None = None
+    ) -> PreparedTurn:
+        """Everything before the LLM call. The persona must load; the history may fail.
+
+        ``history`` (a stateless caller's own, e.g. /v1) replaces the stored one,
+        cut to the same window.
+        """
         persona = self.persona()
-        history, loaded = self._history(session_id)
+        if history is None:
+            history, loaded = self._history(session_id)
+        else:
+            history, loaded = (list(history[-self.history_window:]) if self.history_window > 0 else []), True
+        for guard in self.guards:
+            guard(session_id, text)
         user = Message("user", text, utcnow())
         system = self.system_prompts.get(persona)
         if instructions:

@@ -1,4 +1,4 @@
-"""The ``twin-server`` command: serve, chat, check, plugins.
+"""The ``twin-server`` command: serve, chat, check, sweep, plugins.
 
 Nothing heavy is imported at module level, so ``twin-server --help`` loads no
 backend SDK.
@@ -34,8 +34,10 @@ def main() -> None:
 @click.option("--debug", is_flag=True, help="Flask debug mode (reloader and debugger; never in production).")
 def serve(host: str, port: int, debug: bool) -> None:
     """Serve the twin with Flask's development server (use gunicorn in production)."""
+    from twin_server.logs import configure_logging
     from twin_server.state import EXTENSION_KEY
 
+    configure_logging()
     app = _build_app()
     state = app.extensions[EXTENSION_KEY]
     backends = ", ".join(f"{kind}={name}" for kind, name in state.backends.names().items())
@@ -105,6 +107,35 @@ def check() -> None:
     if failures:
         sys.exit(1)
     click.echo("all checks passed")
+
+
+@main.command()
+@click.option("--max-age", type=float, default=None,
+              help="Erase sessions untouched for more than this many seconds [default: TWIN_SESSION_TTL].")
+def sweep(max_age: float | None) -> None:
+    """Erase expired conversations (TWIN_SESSION_TTL); run it from cron or a systemd timer."""
+    from twin_server import settings
+    from twin_server.errors import TwinError
+    from twin_server.state import EXTENSION_KEY
+
+    app = _build_app()
+    store = app.extensions[EXTENSION_KEY].backends.storage
+    try:
+        max_age = max_age if max_age is not None else settings.get_int(app.config, "SESSION_TTL", minimum=1)
+    except TwinError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if max_age is None:
+        raise click.UsageError("set TWIN_SESSION_TTL (seconds) or pass --max-age")
+    sweeper = getattr(store.backend, "sweep", None)
+    if sweeper is None:
+        raise click.ClickException(
+            f"the {store.name!r} store expires sessions by itself (for S3: a lifecycle rule, see docs/deploying.md)"
+        )
+    try:
+        removed = sweeper(max_age)
+    except TwinError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"erased {removed} session(s) untouched for more than {max_age:g} s")
 
 
 @main.command("plugins")

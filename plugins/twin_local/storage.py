@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -118,6 +119,43 @@ class FilesystemStore:
                 return True
         except OSError as exc:
             raise _unavailable("delete", exc) from exc
+
+    # -- expiry (TWIN_SESSION_TTL) -------------------------------------------
+
+    def sweep(self, max_age_seconds: float, *, now: float | None = None) -> int:
+        """Erase every session untouched for more than ``max_age_seconds``; return how many.
+
+        A session's age is the time since its last write (its file's mtime). It is
+        checked again under the session's lock, so a session written to while the
+        sweep runs is kept. ``twin-server sweep`` runs this from cron or a timer.
+        """
+        if max_age_seconds < 0:
+            raise ValueError("max_age_seconds must not be negative")
+        cutoff = (time.time() if now is None else now) - max_age_seconds
+        removed = 0
+        try:
+            candidates = [e.name[: -len(SUFFIX)] for e in os.scandir(self.root) if e.name.endswith(SUFFIX)]
+        except OSError as exc:
+            raise _unavailable("list", exc) from exc
+        for session_id in candidates:
+            if SESSION_ID.fullmatch(session_id) and self._erase_if_older(session_id, cutoff):
+                removed += 1
+        return removed
+
+    def _erase_if_older(self, session_id: str, cutoff: float) -> bool:
+        path = self._path(session_id)
+        try:
+            if path.stat().st_mtime >= cutoff:
+                return False
+            with self._lock(session_id, fcntl.LOCK_EX):
+                if path.stat().st_mtime >= cutoff:
+                    return False
+                path.unlink()
+                return True
+        except FileNotFoundError:  # deleted by someone else meanwhile
+            return False
+        except OSError as exc:
+            raise _unavailable("expire", exc) from exc
 
     # -- helpers ---------------------------------------------------------------
 

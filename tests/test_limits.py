@@ -1,0 +1,187 @@
+"""Rate limits, per-session caps and the daily LLM budget, through the API."""
+
+import datetime
+import time
+
+import pytest
+from limits.storage import MemoryStorage, storage_from_string
+
+from twin_server.errors import StartupError
+from twin_server.limits import BudgetExhausted, SessionAllowance
+from twin_server.limits_sqlite import SQLiteStorage
+
+PROBLEM = "application/problem+json"
+
+
+def chat(client, message="hi", session_id=None, **headers):
+    body = {"message": message, **({"session_id": session_id} if session_id else {})}
+    return client.post("/chat", json=body, headers=headers)
+
+
+def test_a_burst_gets_429_with_retry_after_then_recovers(scripted_app, scripted):
+    client = scripted_app(RATE_LIMIT="2/second").test_client()
+    assert [chat(client).status_code for _ in range(2)] == [200, 200]
+    refused = chat(client)
+    assert refused.status_code == 429 and refused.mimetype == PROBLEM
+    assert refused.headers["Retry-After"] == "1"
+    problem = refused.get_json()
+    assert problem["retry_after"] == 1 and "2 per 1 second" in problem["detail"]
+    assert scripted.llm.calls == 2  # the refused message never reached the LLM
+    time.sleep(1.05)
+    assert chat(client).status_code == 200
+
+
+def test_the_default_limit_is_on(scripted_app):
+    client = scripted_app().test_client()
+    statuses = [chat(client).status_code for _ in range(31)]
+    assert statuses == [200] * 30 + [429]
+
+
+def test_only_chat_posts_are_limited(scripted_app):
+    client = scripted_app(RATE_LIMIT="1/minute").test_client()
+    assert chat(client).status_code == 200
+    assert [client.get("/health").status_code for _ in range(5)] == [200] * 5
+    assert client.options("/chat").status_code != 429
+    assert client.post("/v1/chat/completions", json={"model": "twin", "messages": [{"role": "user", "content": "x"}]}).status_code == 429
+    assert chat(client).status_code == 429
+
+
+def test_limit_off(scripted_app):
+    client = scripted_app(RATE_LIMIT="off").test_client()
+    assert {chat(client).status_code for _ in range(40)} == {200}
+
+
+def test_clients_are_told_apart_by_forwarded_for_only_behind_a_trusted_proxy(scripted_app):
+    behind = scripted_app(RATE_LIMIT="1/minute", TRUSTED_PROXIES=1).test_client()
+    assert chat(behind, **{"X-Forwarded-For": "203.0.113.1"}).status_code == 200
+    assert chat(behind, **{"X-Forwarded-For": "203.0.113.2"}).status_code == 200
+    assert chat(behind, **{"X-Forwarded-For": "203.0.113.1"}).status_code == 429
+    direct = scripted_app(RATE_LIMIT="1/minute").test_client()
+    assert chat(direct, **{"X-Forwarded-For": "203.0.113.1"}).status_code == 200
+    assert chat(direct, **{"X-Forwarded-For": "203.0.113.2"}).status_code == 429  # the header is not believed
+
+
+def test_session_message_cap(scripted_app, scripted):
+    client = scripted_app(SESSION_MAX_MESSAGES=2).test_client()
+    assert [chat(client, session_id="visitor-0001").status_code for _ in range(2)] == [200, 200]
+    capped = chat(client, session_id="visitor-0001")
+    assert capped.status_code == 429 and capped.mimetype == PROBLEM
+    assert "limit of 2 messages" in capped.get_json()["detail"]
+    assert scripted.llm.calls == 2
+    assert chat(client, session_id="visitor-0002").status_code == 200  # another session is not capped
+
+
+def test_session_character_cap_counts_only_accepted_messages(scripted_app):
+    client = scripted_app(SESSION_MAX_CHARS=10).test_client()
+    assert chat(client, "12345", "visitor-0001").status_code == 200
+    assert chat(client, "123456", "visitor-0001").status_code == 429
+    assert chat(client, "12345", "visitor-0001").status_code == 200
+    assert chat(client, "1", "visitor-0001").status_code == 429
+
+
+def test_daily_budget_exhausted_is_503_until_midnight(scripted_app, scripted):
+    client = scripted_app(DAILY_LLM_BUDGET=2).test_client()
+    assert [chat(client, session_id=f"visitor-000{i}").status_code for i in range(2)] == [200, 200]
+    spent = chat(client, session_id="visitor-0009")
+    assert spent.status_code == 503 and spent.mimetype == PROBLEM
+    problem = spent.get_json()
+    assert problem["title"] == "Daily budget spent" and problem["operation"] == "llm"
+    now = datetime.datetime.now(datetime.timezone.utc)
+    to_midnight = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
+    assert abs(int(spent.headers["Retry-After"]) - to_midnight) <= 5
+    assert scripted.llm.calls == 2
+
+
+def test_budget_resets_the_next_utc_day():
+    day = datetime.datetime(2030, 5, 1, 23, 59, 0, tzinfo=datetime.timezone.utc).timestamp()
+    clock = [day]
+    allowance = SessionAllowance(MemoryStorage(), daily_budget=1, clock=lambda: clock[0])
+    allowance("visitor-0001", "hi")
+    with pytest.raises(BudgetExhausted) as caught:
+        allowance("visitor-0002", "hi")
+    assert caught.value.retry_after == 60
+    clock[0] += 61
+    allowance("visitor-0003", "hi")
+
+
+def test_caps_and_budget_are_unlimited_by_default(scripted_app, scripted):
+    app = scripted_app(RATE_LIMIT="off")
+    assert app.extensions["twin_server"].chat.guards == []
+    client = app.test_client()
+    assert {chat(client, "x" * 3000, "visitor-0001").status_code for _ in range(50)} == {200}
+
+
+def test_every_bad_limit_setting_is_reported_at_once(scripted_app):
+    with pytest.raises(StartupError) as caught:
+        scripted_app(
+            RATE_LIMIT="lots", RATE_LIMIT_STORAGE="carrier-pigeon://coop", SESSION_MAX_MESSAGES=-1,
+            DAILY_LLM_BUDGET="many", TRUSTED_PROXIES="some",
+        )
+    text = "\n".join(caught.value.problems)
+    for setting in ("TWIN_RATE_LIMIT ", "TWIN_RATE_LIMIT_STORAGE", "TWIN_SESSION_MAX_MESSAGES", "TWIN_DAILY_LLM_BUDGET",
+                    "TWIN_TRUSTED_PROXIES"):
+        assert setting in text
+
+
+def test_caps_and_limits_share_a_sqlite_storage_between_apps(scripted_app, tmp_path):
+    """Two apps on one file behave like two gunicorn workers of one machine."""
+    shared = {"RATE_LIMIT": "3/minute", "RATE_LIMIT_STORAGE": f"sqlite:///{tmp_path}/limits.sqlite", "SESSION_MAX_MESSAGES": 2}
+    one, two = scripted_app(**shared).test_client(), scripted_app(**shared).test_client()
+    assert chat(one, session_id="visitor-0001").status_code == 200
+    assert chat(two, session_id="visitor-0001").status_code == 200
+    assert chat(one, session_id="visitor-0001").status_code == 429  # session cap, across apps
+    assert chat(two, session_id="visitor-0002").status_code == 429  # 3 per minute, across apps
+
+
+class TestSQLiteStorage:
+    def storage(self, tmp_path, clock):
+        return SQLiteStorage(f"sqlite:///{tmp_path}/sub/limits.sqlite", clock=lambda: clock[0])
+
+    def test_counts_expire_with_their_window(self, tmp_path):
+        clock = [1000.0]
+        storage = self.storage(tmp_path, clock)
+        assert [storage.incr("k", 10) for _ in range(3)] == [1, 2, 3]
+        assert storage.incr("k", 10, amount=5) == 8
+        assert storage.get("k") == 8 and storage.get_expiry("k") == 1010.0
+        clock[0] = 1010.0
+        assert storage.get("k") == 0
+        assert storage.incr("k", 10) == 1 and storage.get_expiry("k") == 1020.0
+
+    def test_clear_reset_check_and_sharing(self, tmp_path):
+        clock = [0.0]
+        first, second = self.storage(tmp_path, clock), self.storage(tmp_path, clock)
+        first.incr("a", 60)
+        second.incr("a", 60)
+        second.incr("b", 60)
+        assert first.get("a") == 2 and first.check()
+        first.clear("a")
+        assert second.get("a") == 0 and second.get("b") == 1
+        assert first.reset() == 1 and second.get("b") == 0
+
+    def test_several_windows_in_one_statement(self, tmp_path):
+        clock = [0.0]
+        storage = self.storage(tmp_path, clock)
+        assert storage.incr_many([("minute", 60), ("day", 86400)]) == [1, 1]
+        clock[0] = 61.0
+        assert storage.incr_many([("minute", 60), ("day", 86400)], amount=2) == [2, 3]
+        assert storage.get_expiry("minute") == 121.0 and storage.get_expiry("day") == 86400.0
+
+    def test_registered_as_the_sqlite_scheme(self, tmp_path):
+        assert isinstance(storage_from_string(f"sqlite:///{tmp_path}/x.sqlite"), SQLiteStorage)
+        with pytest.raises(ValueError):
+            SQLiteStorage("sqlite://")
+
+
+
+def test_an_unreachable_counter_storage_refuses_chats(scripted_app, scripted, tmp_path, monkeypatch):
+    import sqlite3
+
+    def down(self):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    client = scripted_app(RATE_LIMIT_STORAGE=f"sqlite:///{tmp_path}/limits.sqlite").test_client()
+    monkeypatch.setattr(SQLiteStorage, "_connection", down)
+    refused = chat(client)
+    assert refused.status_code == 503 and refused.mimetype == PROBLEM
+    assert scripted.llm.calls == 0
+    assert client.get("/health").status_code == 200

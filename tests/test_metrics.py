@@ -1,0 +1,91 @@
+"""GET /metrics: Prometheus text, parsed back with prometheus_client's own parser."""
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from twin_server.accounting import report_usage
+from twin_server.errors import BackendUnavailable, StartupError
+
+
+def scrape(client) -> dict[tuple[str, frozenset], float]:
+    """Every sample as {(name, labels): value}."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for sample in family.samples
+    }
+
+
+def value(samples, name, **labels) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_requests_counted_by_url_rule_and_status(scripted_app):
+    client = scripted_app().test_client()
+    for _ in range(3):
+        assert client.post("/chat", json={"message": "hi", "session_id": "visitor-0001"}).status_code == 200
+    client.post("/chat", json={"message": ""})
+    client.get("/conversation/visitor-0001")
+    client.get("/conversation/visitor-0002")
+    client.get("/nowhere")
+    samples = scrape(client)
+    assert value(samples, "twin_http_requests_total", endpoint="/chat", method="POST", status="200") == 3
+    assert value(samples, "twin_http_requests_total", endpoint="/chat", method="POST", status="400") == 1
+    assert value(samples, "twin_http_requests_total", endpoint="/conversation/<session_id>", method="GET", status="200") == 2
+    assert value(samples, "twin_http_requests_total", endpoint="unmatched", method="GET", status="404") == 1
+    assert not any("visitor-0001" in str(labels) for _, labels in samples)
+    count = value(samples, "twin_http_request_duration_seconds_count", endpoint="/chat", method="POST", status="200")
+    inf = value(samples, "twin_http_request_duration_seconds_bucket", endpoint="/chat", method="POST", status="200", le="+Inf")
+    assert count == inf == 3
+    assert value(samples, "twin_http_request_duration_seconds_sum", endpoint="/chat", method="POST", status="200") > 0
+
+
+def test_backend_latency_errors_and_retries(scripted_app, scripted):
+    scripted.llm.steps = [BackendUnavailable("busy"), BackendUnavailable("busy"), "ok"]
+    client = scripted_app().test_client()
+    assert client.post("/chat", json={"message": "hi"}).status_code == 200
+    samples = scrape(client)
+    llm = {"operation": "llm", "backend": "scripted"}
+    assert value(samples, "twin_backend_call_duration_seconds_count", **llm) == 3  # one per attempt
+    assert value(samples, "twin_backend_errors_total", **llm, error="BackendUnavailable") == 2
+    assert value(samples, "twin_backend_retries_total", **llm) == 2
+    # the persona was loaded at startup (warm-up) and for the turn; the turn loaded and saved history
+    assert value(samples, "twin_backend_call_duration_seconds_count", operation="persona", backend="static") == 2
+    assert value(samples, "twin_backend_call_duration_seconds_count", operation="storage", backend="memory") == 2
+
+
+def test_tokens_where_the_backend_reports_them(scripted_app, scripted):
+    def reply(prompt):
+        report_usage(input_tokens=300, output_tokens=20)
+        return "ok"
+
+    scripted.llm.steps = [reply, reply, "no usage reported"]
+    client = scripted_app().test_client()
+    for _ in range(3):
+        client.post("/chat", json={"message": "hi"})
+    samples = scrape(client)
+    assert value(samples, "twin_llm_tokens_total", backend="scripted", direction="input") == 600
+    assert value(samples, "twin_llm_tokens_total", backend="scripted", direction="output") == 40
+
+
+def test_each_app_counts_only_its_own_requests(scripted_app):
+    first, second = scripted_app().test_client(), scripted_app().test_client()
+    first.post("/chat", json={"message": "hi"})
+    assert value(scrape(second), "twin_http_requests_total", endpoint="/chat", method="POST", status="200") == 0
+
+
+def test_metrics_off_is_404(scripted_app):
+    client = scripted_app(METRICS="off").test_client()
+    response = client.get("/metrics")
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+
+
+def test_bad_observability_settings_stop_the_start(scripted_app):
+    with pytest.raises(StartupError) as caught:
+        scripted_app(METRICS="sometimes", LOG_LEVEL="chatty")
+    text = "\n".join(caught.value.problems)
+    assert "TWIN_METRICS" in text and "TWIN_LOG_LEVEL" in text

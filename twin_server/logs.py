@@ -1,0 +1,159 @@
+"""Structured logs: one JSON object per line in production, readable text in development.
+
+``TWIN_LOG_FORMAT`` is ``json`` or ``text`` (``gunicorn.conf.py`` makes it
+``json``; ``text`` otherwise) and ``TWIN_LOG_LEVEL`` a level name (``INFO``).
+Every HTTP request ends in one line from the ``twin_server.request`` logger
+(``log_request``) with its method, path, url rule, status, duration, request
+and session ids, per-backend timings, retries and tokens. Message text,
+request bodies, headers and query strings are never logged by it; other lines
+logged during a request carry its ``request_id``.
+
+``configure_logging`` gives the root logger its one handler; ``wsgi.py``, the
+CLI and ``gunicorn.conf.py`` (whose logger class routes gunicorn's own lines
+through it too) call it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import IO, Any
+
+from twin_server import accounting
+from twin_server.errors import ConfigurationError
+
+__all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "log_request", "log_settings"]
+
+FORMATS = ("json", "text")
+REQUEST_LOGGER = "twin_server.request"
+_MARK = "_twin_server_handler"
+#: Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+request_log = logging.getLogger(REQUEST_LOGGER)
+
+
+def log_settings(environ: Mapping[str, str] | None = None, default_format: str = "text") -> tuple[str, str]:
+    """(format, level) from ``TWIN_LOG_FORMAT`` and ``TWIN_LOG_LEVEL``; ConfigurationError when wrong."""
+    environ = os.environ if environ is None else environ
+    fmt = (environ.get("TWIN_LOG_FORMAT") or default_format).strip().lower()
+    level = (environ.get("TWIN_LOG_LEVEL") or "INFO").strip().upper()
+    problems = []
+    if fmt not in FORMATS:
+        problems.append(f"TWIN_LOG_FORMAT must be json or text, not {fmt!r}")
+    if not isinstance(logging.getLevelName(level), int):
+        problems.append(f"TWIN_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {level!r}")
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+    return fmt, level
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    fields = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    if "request_id" not in fields:
+        current = accounting.current()
+        if current is not None and current.request_id:
+            fields["request_id"] = current.request_id
+    return fields
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, pid, message, then the record's extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        for key, value in _extras(record).items():
+            document.setdefault(key, value)
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            document["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(document, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message key=value ...`` for a developer's terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = _extras(record)
+        if not extras:
+            return line
+        head, newline, trace = line.partition("\n")
+        pairs = " ".join(f"{key}={_flat(value)}" for key, value in extras.items() if value is not None)
+        return f"{head}  {pairs}{newline}{trace}"
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str, separators=(",", ":"))
+    return str(value)
+
+
+FORMATTERS = {"json": JsonFormatter, "text": TextFormatter}
+
+
+def configure_logging(fmt: str | None = None, level: str | None = None, *, stream: IO[str] | None = None) -> None:
+    """Give the root logger one handler in the chosen format (replacing ours from an earlier call).
+
+    Leaves a root logger that someone else already configured (a test harness,
+    an embedding application) alone unless ``fmt`` is given.
+    """
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if getattr(h, _MARK, False)]
+    if fmt is None and root.handlers and not ours:
+        return
+    env_fmt, env_level = log_settings()
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(FORMATTERS[fmt or env_fmt]())
+    setattr(handler, _MARK, True)
+    for old in ours:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level or env_level)
+
+
+def log_request(
+    record: accounting.RequestRecord,
+    *,
+    method: str,
+    path: str,
+    endpoint: str,
+    status: int,
+    session_id: str | None,
+    duration: float,
+) -> None:
+    """The one line of a finished request (INFO): what it was, how long, what it cost."""
+    if not request_log.isEnabledFor(logging.INFO):
+        return
+    fields: dict[str, Any] = {
+        "method": method,
+        "path": path,
+        "endpoint": endpoint,
+        "status": status,
+        "duration_ms": round(duration * 1000, 2),
+        "request_id": record.request_id,
+        "session_id": session_id,
+        "backends": {op: use.as_dict() for op, use in record.backends.items()},
+        "retries": record.retries,
+    }
+    if record.input_tokens or record.output_tokens:
+        fields["tokens_in"], fields["tokens_out"] = record.input_tokens, record.output_tokens
+    # A record made here and handed to ``handle``: ``info`` would also walk the stack for the caller.
+    line = logging.LogRecord(REQUEST_LOGGER, logging.INFO, __file__, 0, "%s %s %d %.1fms",
+                             (method, path, status, duration * 1000), None)
+    line.__dict__.update(fields)
+    request_log.handle(line)

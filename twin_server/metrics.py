@@ -1,0 +1,109 @@
+"""Prometheus metrics of one app, served at ``GET /metrics``.
+
+On by default; ``TWIN_METRICS=off`` leaves ``/metrics`` unrouted (404). Each
+app has its own ``CollectorRegistry`` (so tests can build many apps). Under
+gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` (set by ``gunicorn.conf.py`` before any
+worker imports ``prometheus_client``) switches the client to its multiprocess
+mode: every worker writes its samples to files there and ``/metrics`` sums
+the files of all workers, live and dead, whichever worker answers.
+
+Metrics (``endpoint`` is the URL rule, e.g. ``/conversation/<session_id>``,
+never the raw path; ``unmatched`` for a 404 without a route):
+
+- ``twin_http_requests_total{endpoint,method,status}``
+- ``twin_http_request_duration_seconds{endpoint,method,status}`` (histogram)
+- ``twin_backend_call_duration_seconds{operation,backend}`` (histogram, per attempt)
+- ``twin_backend_errors_total{operation,backend,error}`` (failed attempts, by exception class)
+- ``twin_backend_retries_total{operation,backend}`` (attempts after the first)
+- ``twin_llm_tokens_total{backend,direction}`` (``input``/``output``, where the backend reports usage)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, current_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+from twin_server.accounting import RequestRecord
+
+EXTENSION_KEY = "twin_metrics"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+#: Seconds; from a cache hit to a slow LLM answer (TWIN_LLM_TIMEOUT defaults to 60).
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+bp = Blueprint("twin_metrics", __name__)
+
+
+class Metrics:
+    """The app's metric objects, and the exposition of them (or of every worker's)."""
+
+    def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self.registry = CollectorRegistry()
+        http = ("endpoint", "method", "status")
+        backend = ("operation", "backend")
+        self.requests = Counter("twin_http_requests", "HTTP requests answered.", http, registry=self.registry)
+        self.request_seconds = Histogram(
+            "twin_http_request_duration_seconds", "Time to answer an HTTP request.", http,
+            buckets=BUCKETS, registry=self.registry,
+        )
+        self.backend_seconds = Histogram(
+            "twin_backend_call_duration_seconds", "Time of one attempt of a backend call.", backend,
+            buckets=BUCKETS, registry=self.registry,
+        )
+        self.backend_errors = Counter(
+            "twin_backend_errors", "Failed backend attempts, by exception class.", (*backend, "error"),
+            registry=self.registry,
+        )
+        self.retries = Counter("twin_backend_retries", "Backend attempts after the first.", backend, registry=self.registry)
+        self.tokens = Counter(
+            "twin_llm_tokens", "LLM tokens, where the backend reports usage.", ("backend", "direction"),
+            registry=self.registry,
+        )
+        self._request_series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def attempt_observer(self, operation: str, backend: str) -> Callable[[int, float, BaseException | None], None]:
+        """Records one backend's attempts (its labelled series looked up once, not per call)."""
+        seconds_series = self.backend_seconds.labels(operation, backend)
+        retries_series = self.retries.labels(operation, backend)
+
+        def observe(attempt: int, seconds: float, exc: BaseException | None) -> None:
+            seconds_series.observe(seconds)
+            if exc is not None:
+                self.backend_errors.labels(operation, backend, type(exc).__name__).inc()
+            if attempt > 1:
+                retries_series.inc()
+
+        return observe
+
+    def observe_request(
+        self, record: RequestRecord, *, endpoint: str, method: str, status: int, seconds: float, llm_backend: str
+    ) -> None:
+        labels = (endpoint, method, str(status))
+        series = self._request_series.get(labels)
+        if series is None:  # a few dozen combinations at most; a racing duplicate is harmless
+            series = self._request_series[labels] = (self.requests.labels(*labels), self.request_seconds.labels(*labels))
+        series[0].inc()
+        series[1].observe(seconds)
+        if record.input_tokens:
+            self.tokens.labels(llm_backend, "input").inc(record.input_tokens)
+        if record.output_tokens:
+            self.tokens.labels(llm_backend, "output").inc(record.output_tokens)
+
+    def exposition(self) -> bytes:
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    body = current_app.extensions[EXTENSION_KEY].exposition()
+    return Response(body, mimetype=None, content_type=CONTENT_TYPE_LATEST)
