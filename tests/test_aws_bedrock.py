@@ -302,3 +302,21 @@ def test_a_request_needs_a_user_message_last():
     llm = BedrockLLM(client=None, model_id=CLAUDE, inference={"maxTokens": 5}, prompt_cache=False)
     with pytest.raises(BackendError):
         llm.request(Prompt("s", (msg("user", "hi"), msg("assistant", "hello")), None))
+
+
+def test_token_usage_is_reported_for_replies_and_streams(app, stub):
+    from twin_server import accounting
+
+    state = app.extensions["twin_server"]
+    stub.add_response("converse", reply("I test things."))
+    add_stream(stub, delta("fine"), {"messageStop": {"stopReason": "end_turn"}},
+               {"metadata": {"usage": {"inputTokens": 7, "outputTokens": 2, "totalTokens": 9}, "metrics": {"latencyMs": 1}}})
+    record = accounting.start("bedrock-usage")
+    try:
+        state.chat.turn("usage-session", "What do you do?")
+        assert (record.input_tokens, record.output_tokens) == (10, 3)
+        turn = state.chat.prepare("usage-session", "And then?")
+        assert list(state.chat.stream(turn)) == ["fine"]
+    finally:
+        accounting.stop()
+    assert (record.input_tokens, record.output_tokens) == (17, 5)

@@ -207,3 +207,21 @@ def test_bad_settings_are_refused_by_name(server, config, named):
 
 def test_the_backend_repr_shows_no_key(server):
     assert KEY not in repr(build(server))
+
+
+def test_token_usage_is_reported_to_the_request_record(server):
+    from twin_server import accounting
+
+    server.reply("I build small boats.")  # the fake counts 1 prompt token and one per word
+    backend = build(server)
+    record = accounting.start("usage-test")
+    try:
+        backend.complete(prompt())
+        assert (record.input_tokens, record.output_tokens) == (1, 4)
+        server.reply("Two words.")
+        "".join(backend.stream(prompt()))
+    finally:
+        accounting.stop()
+    streamed = server.requests[-1].json.get("stream")
+    assert streamed is True
+    assert record.input_tokens >= 1 and record.output_tokens >= 4

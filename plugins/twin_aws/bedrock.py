@@ -15,6 +15,7 @@ from typing import Any
 
 from twin_aws.clients import make_client, operation_timeout, require_boto3, translate, translated
 from twin_server import settings
+from twin_server.accounting import report_usage
 from twin_server.errors import BackendError, BackendTimeout, ConfigurationError, HistoryTooLong, TwinError
 from twin_server.types import Message, Prompt
 
@@ -104,6 +105,7 @@ class BedrockLLM:
         _check_deadline(prompt)
         with translated(f"Bedrock Converse with {self.model_id}", _special):
             response = self.client.converse(**self.request(prompt))
+        _report(response)
         blocks = ((response.get("output") or {}).get("message") or {}).get("content") or []
         return "".join(block.get("text", "") for block in blocks)
 
@@ -114,6 +116,7 @@ class BedrockLLM:
             events = self.client.converse_stream(**self.request(prompt))["stream"]
         try:
             for event in _translated_events(events, action):
+                _report(event.get("metadata"))
                 text = ((event.get("contentBlockDelta") or {}).get("delta") or {}).get("text")
                 if text:
                     yield text
@@ -121,6 +124,13 @@ class BedrockLLM:
             close = getattr(events, "close", None)
             if close is not None:
                 close()  # the caller may stop reading early; free the connection
+
+
+def _report(body: Any) -> None:
+    """Converse's token counts (``usage`` of a reply, or of a stream's ``metadata`` event)."""
+    usage = body.get("usage") if isinstance(body, Mapping) else None
+    if isinstance(usage, Mapping):
+        report_usage(input_tokens=usage.get("inputTokens"), output_tokens=usage.get("outputTokens"))
 
 
 def _translated_events(events: Any, action: str) -> Iterator[Mapping[str, Any]]:

@@ -24,6 +24,7 @@ import openai
 from twin_openai.config import OpenAISettings
 from twin_openai.errors import API_KEY_SECRET
 from twin_openai.translate import ErrorTranslator
+from twin_server.accounting import report_usage
 from twin_server.errors import BackendError, BackendTimeout
 from twin_server.types import Prompt
 
@@ -75,6 +76,7 @@ class OpenAIBackend:
             raise self.translate(exc) from exc
         except ValueError as exc:  # a 200 whose JSON does not parse
             raise self._not_a_completion() from exc
+        _report(data)
         return self._reply_text(data)
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
@@ -89,6 +91,7 @@ class OpenAIBackend:
             said_something = False
             with chunks:
                 for chunk in chunks:
+                    _report(chunk)  # servers that count a stream send usage on its last chunk
                     text = _delta_text(chunk)
                     if text:
                         said_something = True
@@ -135,6 +138,16 @@ class OpenAIBackend:
 
     def _not_a_completion(self) -> BackendError:
         return BackendError(f"{self.settings.base_url} answered something that is not a chat completion")
+
+
+def _report(data: Any) -> None:
+    usage = data.get("usage") if isinstance(data, Mapping) else None
+    if isinstance(usage, Mapping):
+        tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        report_usage(
+            input_tokens=tokens_in if isinstance(tokens_in, int) else None,
+            output_tokens=tokens_out if isinstance(tokens_out, int) else None,
+        )
 
 
 def _delta_text(chunk: Any) -> str | None:
