@@ -1,6 +1,7 @@
 """Rate limits, per-session caps and the daily LLM budget, through the API."""
 
 import datetime
+import logging
 import time
 
 import pytest
@@ -79,10 +80,14 @@ def test_session_character_cap_counts_only_accepted_messages(scripted_app):
     assert chat(client, "1", "visitor-0001").status_code == 429
 
 
-def test_daily_budget_exhausted_is_503_until_midnight(scripted_app, scripted):
+def test_daily_budget_exhausted_is_503_until_midnight(scripted_app, scripted, caplog):
     client = scripted_app(DAILY_LLM_BUDGET=2).test_client()
     assert [chat(client, session_id=f"visitor-000{i}").status_code for i in range(2)] == [200, 200]
-    spent = chat(client, session_id="visitor-0009")
+    with caplog.at_level(logging.INFO):
+        spent = chat(client, session_id="visitor-0009")
+    # Policy at work, not a failure: a warning line, no ERROR with a stack trace per refused chat.
+    refused = [r for r in caplog.records if r.name == "twin_server" and "BudgetExhausted" in r.getMessage()]
+    assert [r.levelno for r in refused] == [logging.WARNING] and not refused[0].exc_info
     assert spent.status_code == 503 and spent.mimetype == PROBLEM
     problem = spent.get_json()
     assert problem["title"] == "Daily budget spent" and problem["operation"] == "llm"

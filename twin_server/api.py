@@ -6,7 +6,7 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from twin_server.errors import NotReady
 from twin_server.chat import new_session_id
-from twin_server.schemas import ChatRequestSchema, check_session_id, load_body
+from twin_server.schemas import chat_request_schema, check_session_id, load_body
 from twin_server.state import twin
 
 bp = Blueprint("twin_api", __name__)
@@ -22,7 +22,7 @@ def json_body() -> object:
 def chat_request() -> tuple[str, str]:
     """Validate a chat body; returns (session_id, message)."""
     state = twin()
-    data = load_body(ChatRequestSchema(state.max_message_chars), json_body())
+    data = load_body(chat_request_schema(state.max_message_chars), json_body())
     session_id = data["session_id"] or new_session_id()
     g.session_id = session_id
     return session_id, data["message"]

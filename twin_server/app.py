@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from twin_server import limits, observability, security, settings
 from twin_server.backends import KINDS, SELECTORS, BackendContext, BackendRegistry, check_protocol
 from twin_server.chat import ChatService
-from twin_server.errors import ConfigurationError, StartupError
+from twin_server.errors import ConfigurationError, LimitExceeded, StartupError
 from twin_server.plugins import call_per_plugin, get_plugin_manager
 from twin_server.problems import ErrorRegistry, Problem, core_registry
 from twin_server.resilience import OPERATIONS, WRAPPERS, Backends, RetryFactory, retry_config_for, timeout_for
@@ -189,7 +189,8 @@ def resolve_and_log(exc: BaseException) -> Problem:
         "status": problem.status,
     }
     described = " ".join(f"{k}={v}" for k, v in context.items() if v is not None)
-    if problem.status >= 500:
+    # A spent allowance (the daily budget is a 503) is policy working, not a failure: no trace.
+    if problem.status >= 500 and not isinstance(exc, LimitExceeded):
         log.error("request failed: %s %s", type(exc).__name__, described, exc_info=exc, extra={"problem": context})
     else:
         log.warning("request refused: %s %s", type(exc).__name__, described, extra={"problem": context})

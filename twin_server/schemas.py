@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -45,6 +46,12 @@ class ChatRequestSchema(Schema):
             _not_blank,
             validate.Length(max=max_chars, error=f"Message must be at most {max_chars} characters."),
         ]
+
+
+@functools.lru_cache(maxsize=8)
+def chat_request_schema(max_chars: int) -> ChatRequestSchema:
+    """One schema per limit: building a marshmallow schema costs more than validating with it."""
+    return ChatRequestSchema(max_chars)
 
 
 def load_body(schema: Schema, body: object) -> dict[str, Any]:
