@@ -182,7 +182,7 @@ def test_preflight_from_an_allowed_origin(scripted_app):
     assert int(response.headers["Access-Control-Max-Age"]) > 0
     assert "Origin" in response.headers.get_all("Vary")[0]
     assert "Access-Control-Allow-Credentials" not in response.headers
-    assert preflight(client, f"/conversation/visitor-0001", method="DELETE").status_code == 204
+    assert preflight(client, "/conversation/visitor-0001", method="DELETE").status_code == 204
 
 
 def test_actual_request_from_an_allowed_origin_echoes_it(scripted_app):

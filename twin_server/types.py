@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from types import MappingProxyType
@@ -54,6 +55,32 @@ class Message:
         if not isinstance(complete, bool):
             raise TypeError("complete must be a boolean")
         return cls(role=data["role"], content=data["content"], timestamp=stamp, complete=complete)
+
+
+    def to_json_line(self) -> bytes:
+        """The compact UTF-8 JSON record (no newline) that stores keep, one per line.
+
+        Raises ValidationError for content that is not valid Unicode (a lone
+        surrogate from a ``"\\ud800"`` JSON escape), before anything is written.
+        """
+        text = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            from twin_server.errors import ValidationError
+
+            raise ValidationError("message content is not valid Unicode") from None
+
+    @classmethod
+    def from_json_line(cls, line: bytes | str) -> "Message":
+        """Inverse of ``to_json_line``; ValueError for any record that is not a message."""
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise TypeError("record is not an object")
+            return cls.from_dict(record)
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"not a stored message ({type(exc).__name__})") from exc
 
 
 @dataclasses.dataclass(frozen=True)

@@ -295,24 +295,16 @@ def _dumps(record: Mapping[str, Any]) -> bytes:
 
 def _encode(messages: Sequence[Message]) -> list[bytes]:
     """One compact JSON record per message, before anything is read or written."""
-    lines = []
     for message in messages:
         if not isinstance(message, Message):
             raise TypeError(f"expected Message, not {type(message).__name__}")
-        try:
-            lines.append(_dumps(message.to_dict()))
-        except UnicodeEncodeError:  # lone surrogates, e.g. from a "\ud800" JSON escape
-            raise ValidationError("message content is not valid Unicode") from None
-    return lines
+    return [message.to_json_line() for message in messages]
 
 
 def _parse(line: bytes, session_id: str) -> Message | None:
     try:
-        record = json.loads(line)
-        if not isinstance(record, dict):
-            raise TypeError("record is not an object")
-        return Message.from_dict(record)
-    except _BAD_RECORD as exc:
+        return Message.from_json_line(line)
+    except ValueError as exc:
         # Never log the record itself: it is somebody's conversation.
-        log.warning("skipping a corrupt record in session %s (%s)", session_id, type(exc).__name__)
+        log.warning("skipping a corrupt record in session %s (%s)", session_id, type(exc.__cause__ or exc).__name__)
         return None

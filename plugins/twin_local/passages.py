@@ -302,7 +302,7 @@ _UNSPOKEN_TAGS = frozenset({"note", "summary", "linkedin"})
 def build_passages(persona: Persona) -> list[Passage]:
     """Every passage of the persona, in the order a reply should present them."""
     raw: list[tuple[str, set[str], str, bool]] = [(t, tags, "", False) for t, tags in _fact_sentences(persona)]
-    for i, para in enumerate(_chunks(persona.summary)):
+    for para in _chunks(persona.summary):
         raw.append((para, {"summary"}, "", True))
     for name in sorted(persona.notes):
         for heading, para in _note_paragraphs(persona.notes[name]):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import logging
 import os
 import re
@@ -37,7 +36,6 @@ SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
 LOCK_STRIPES = 64
 BLOCK_SIZE = 64 * 1024
 SUFFIX = ".jsonl"
-_BAD_RECORD = (ValueError, TypeError, KeyError, AttributeError)
 
 
 class FilesystemStore:
@@ -186,15 +184,10 @@ class FilesystemStore:
 
 def _encode(messages: Sequence[Message]) -> bytes:
     """All records of a turn as one bytes object, before any file is touched."""
-    lines = []
     for message in messages:
         if not isinstance(message, Message):
             raise TypeError(f"expected Message, not {type(message).__name__}")
-        lines.append(json.dumps(message.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
-    try:
-        return "".join(lines).encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates, e.g. from a "\ud800" JSON escape
-        raise ValidationError("message content is not valid Unicode") from None
+    return b"".join(message.to_json_line() + b"\n" for message in messages)
 
 
 def _parse(line: bytes, session_id: str, offset: int) -> Message | None:
@@ -202,15 +195,12 @@ def _parse(line: bytes, session_id: str, offset: int) -> Message | None:
     if not line.strip():
         return None
     try:
-        record = json.loads(line)
-        if not isinstance(record, dict):
-            raise TypeError("record is not an object")
-        return Message.from_dict(record)
-    except _BAD_RECORD as exc:
+        return Message.from_json_line(line)
+    except ValueError as exc:
         # Never log the line itself: it is somebody's conversation.
         log.warning(
             "skipping corrupt record in session %s at byte offset %d (%s)",
-            session_id, offset, type(exc).__name__,
+            session_id, offset, type(exc.__cause__ or exc).__name__,
         )
         return None
 

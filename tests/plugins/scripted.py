@@ -8,7 +8,7 @@ it registers the backends ``memory`` (storage), ``static`` (persona),
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from twin_server import Message, Persona, Prompt, hookimpl
 
