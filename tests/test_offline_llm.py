@@ -232,3 +232,12 @@ def test_registered_by_the_local_plugin():
     assert isinstance(backend, OfflineLLM)
     assert isinstance(backend, LLMBackend)
     check_protocol("llm", "offline", backend)
+
+
+def test_several_projects_read_as_one_answer(llm, ada):
+    reply = ask(llm, ada, "What projects are you proud of?")
+    assert reply.count("One of my projects is") == 1
+    assert "Another is Gullwing" in reply
+    follow_up = ask(llm, ada, "What projects are you proud of?", reply, "Tell me more")
+    # Already said, even though it was said in its follow-on form.
+    assert "Another is Gullwing:" not in follow_up and "One of my projects is Gullwing:" not in follow_up

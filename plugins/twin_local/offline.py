@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from twin_local.passages import Passage, build_passages, lower_first, query_groups, query_terms
+from twin_local.passages import Passage, build_passages, follow_on, lower_first, query_groups, query_terms
 from twin_server.errors import ConfigurationError
 from twin_server.types import Message, Persona, Prompt
 
@@ -225,7 +225,7 @@ class OfflineLLM:
             if earlier is not None:
                 rest = earlier
                 said = {p.text for m in messages if m.role == "assistant"
-                        for p in index.passages if p.text in m.content}
+                        for p in index.passages if p.text in m.content or follow_on(p.text, p.text) in m.content}
         answer = self._answer(index, rest, said)
         if answer is None:
             answer = NOTHING_MORE if said else NOT_COVERED
@@ -260,7 +260,7 @@ class OfflineLLM:
         ordered = sorted((p for _, p in chosen), key=lambda p: p.order)
         out = ordered[0].text
         for before, after in zip(ordered, ordered[1:]):
-            out += ("\n\n" if before.paragraph or after.paragraph else " ") + after.text
+            out += ("\n\n" if before.paragraph or after.paragraph else " ") + follow_on(before.text, after.text)
         return out
 
     def _greeting(self, persona: Persona, how_are_you: bool = False) -> str:

@@ -113,6 +113,17 @@ class Passage:
     heading: frozenset[str] = frozenset()  # terms of the note heading above it, e.g. an FAQ question
 
 
+#: How a project's passage begins; when several projects follow each other the later ones say "Another is".
+PROJECT_LEAD = "One of my projects is "
+
+
+def follow_on(before: str, text: str) -> str:
+    """``text`` as said right after ``before``: no second "One of my projects is"."""
+    if before.startswith(PROJECT_LEAD) and text.startswith(PROJECT_LEAD):
+        return "Another is " + text[len(PROJECT_LEAD):]
+    return text
+
+
 def lower_first(text: str) -> str:
     """"Marine engineer" → "marine engineer", but "NASA engineer" stays."""
     if len(text) > 1 and text[0].isupper() and text[1].islower():
@@ -214,7 +225,7 @@ def _fact_sentences(persona: Persona) -> list[tuple[str, set[str]]]:
         if not isinstance(project, Mapping) or not _str(project.get("name")):
             continue
         description = _str(project.get("description"))
-        text = f"One of my projects is {_str(project['name'])}" + (f": {description}" if description else "")
+        text = f"{PROJECT_LEAD}{_str(project['name'])}" + (f": {description}" if description else "")
         url = _str(project.get("url"))
         text = _sentence(text.rstrip(".") + (f" ({url})" if url else ""))
         out.append((text, {"projects"}))
