@@ -186,3 +186,19 @@ def test_history_window_limits_what_the_llm_sees(scripted_app, scripted):
     seen = scripted.llm.prompts[-1].messages
     assert [m.content for m in seen] == ["m2", "echo: m2", "m3", "echo: m3", "m4"]
     assert scripted.llm.prompts[-1].system.startswith(scripted.llm.prompts[0].system[:20])
+
+
+@pytest.mark.parametrize("path", ["/chat", "/chat/stream", "/v1/chat/completions"])
+def test_json_nested_too_deeply_is_400(client, path):
+    response = client.post(path, data=b"[" * 60_000, content_type="application/json")
+    assert response.status_code == 400
+
+
+def test_lone_surrogates_are_refused_before_the_llm(local_app, tmp_path):
+    client = local_app().test_client()
+    body = b'{"message": "hi \\ud800 there", "session_id": "surrogate-01"}'
+    doc = assert_problem(client.post("/chat", data=body, content_type="application/json"), 400)
+    assert "message" in doc["errors"]
+    completion = b'{"model": "x", "messages": [{"role": "user", "content": "\\udfff"}]}'
+    assert client.post("/v1/chat/completions", data=completion, content_type="application/json").status_code == 400
+    assert not (tmp_path / "data" / "surrogate-01.jsonl").exists()

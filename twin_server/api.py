@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from twin_server.errors import NotReady
+from twin_server.errors import NotReady, ValidationError
 from twin_server.chat import new_session_id
 from twin_server.schemas import chat_request_schema, check_session_id, load_body
 from twin_server.state import twin
@@ -15,8 +15,11 @@ READINESS_PROBE_SESSION = "readiness-probe"
 
 
 def json_body() -> object:
-    """The decoded JSON body; Werkzeug's 415/400 when it is not JSON."""
-    return request.get_json()
+    """The decoded JSON body; Werkzeug's 415/400 when it is not JSON, 400 when nested too deeply."""
+    try:
+        return request.get_json()
+    except RecursionError:  # json's decoder gives up on [[[[... thousands deep; the body is the client's
+        raise ValidationError("The JSON body is nested too deeply.") from None
 
 
 def chat_request() -> tuple[str, str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from twin_server.schemas import valid_unicode
 from twin_server.types import Message, utcnow
 
 ROLES = ("system", "developer", "user", "assistant")
@@ -49,7 +50,7 @@ class _MessageSchema(Schema):
         unknown = EXCLUDE
 
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
-    content = _Content(required=True)
+    content = _Content(required=True, validate=valid_unicode)
 
 
 class _StreamOptionsSchema(Schema):

@@ -26,6 +26,14 @@ def _not_blank(value: str) -> None:
         raise MarshmallowError("Message must not be empty or whitespace.")
 
 
+def valid_unicode(value: str) -> None:
+    """Refuse lone surrogates (a ``"\\ud800"`` JSON escape): no store could keep them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MarshmallowError("Must be valid Unicode text.") from None
+
+
 def _session_id(value: str) -> None:
     if SESSION_ID.fullmatch(value) is None:
         raise MarshmallowError(SESSION_ID_RULE)
@@ -44,6 +52,7 @@ class ChatRequestSchema(Schema):
         super().__init__(**kwargs)
         self.fields["message"].validators = [
             _not_blank,
+            valid_unicode,
             validate.Length(max=max_chars, error=f"Message must be at most {max_chars} characters."),
         ]
 
