@@ -122,3 +122,17 @@ def test_importing_hookimpl_loads_no_flask_app_and_no_sdk():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_bad_setting_is_listed_at_once(scripted):
+    with pytest.raises(StartupError) as info:
+        create_app(
+            {**SCRIPTED_CONFIG, "LLM": "nope", "HISTORY_WINDOW": "x", "CORS_ORIGINS": "not an origin",
+             "FRAME_ANCESTORS": "javascript:", "SSE_HEARTBEAT": "soon", "PUBLIC_CHAT": False, "RATE_LIMIT": "lots",
+             "HSTS": "maybe", "METRICS": "sometimes"},
+            plugins=[scripted], entrypoints=False,
+        )
+    text = str(info.value)
+    for named in ("TWIN_LLM", "TWIN_HISTORY_WINDOW", "TWIN_CORS_ORIGINS", "TWIN_FRAME_ANCESTORS", "TWIN_SSE_HEARTBEAT",
+                  "TWIN_PUBLIC_CHAT", "TWIN_RATE_LIMIT", "TWIN_HSTS", "TWIN_METRICS"):
+        assert named in text, named

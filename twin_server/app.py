@@ -11,7 +11,8 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from twin_server import limits, observability, security, settings
+from twin_server import auth, cors, limits, observability, openai_compat, page, security, settings, streaming
+from twin_server.api import bp
 from twin_server.backends import KINDS, SELECTORS, BackendContext, BackendRegistry, check_protocol
 from twin_server.chat import ChatService
 from twin_server.errors import ConfigurationError, LimitExceeded, StartupError
@@ -21,6 +22,9 @@ from twin_server.resilience import OPERATIONS, WRAPPERS, Backends, RetryFactory,
 from twin_server.state import EXTENSION_KEY, TwinState
 
 log = logging.getLogger("twin_server")
+
+#: The optional parts whose settings are checked with the backends', so a bad start lists every problem.
+CHECKED_PARTS = (observability, security, limits, page, cors, auth, streaming)
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PROBLEM_JSON = "application/problem+json"
@@ -48,7 +52,7 @@ def create_app(
     app.config.update(config_overrides or {})
 
     pm = get_plugin_manager(plugins, entrypoints=entrypoints)
-    problems: list[str] = [*observability.check(app.config), *limits.check(app.config), *security.check(app.config)]
+    problems = [problem for part in CHECKED_PARTS for problem in part.check(app.config)]
     registries = collect_backends(pm, problems)
     error_registry = _collect_errors(pm, problems)
     observer = observability.attempt_observer(app)
@@ -74,9 +78,6 @@ def create_app(
     observability.install(app)
     security.install(app)
     limits.install(app)
-    from twin_server import auth, cors, openai_compat, page, streaming
-    from twin_server.api import bp
-
     app.register_blueprint(bp)
     page.install(app)
     cors.install(app)

@@ -28,7 +28,7 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import Unauthorized
 
 from twin_server import settings
-from twin_server.errors import ConfigurationError, StartupError
+from twin_server.errors import ConfigurationError
 from twin_server.state import twin
 
 EXTENSION_KEY = "twin_auth"
@@ -150,12 +150,17 @@ def add_challenge(response: Response) -> Response:
     return response
 
 
-def install(app: Flask) -> None:
-    """Check keys on ``app``'s requests as configured; a bad setting stops the start."""
+def check(config: Mapping[str, Any]) -> list[str]:
+    """The problem with the key settings, for ``create_app``'s StartupError."""
     try:
-        policy = AccessPolicy.from_config(app.config)
+        AccessPolicy.from_config(config)
     except ConfigurationError as exc:
-        raise StartupError([str(exc)]) from None
-    app.extensions[EXTENSION_KEY] = policy
+        return [str(exc)]
+    return []
+
+
+def install(app: Flask) -> None:
+    """Check keys on ``app``'s requests as configured (after ``check`` found no problem)."""
+    app.extensions[EXTENSION_KEY] = AccessPolicy.from_config(app.config)
     app.before_request(check_key)
     app.after_request(add_challenge)

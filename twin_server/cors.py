@@ -16,11 +16,12 @@ other origin it gets Flask's ordinary answer, without CORS headers.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask, Response, request
 
 from twin_server import settings
-from twin_server.errors import StartupError
 
 EXTENSION_KEY = "twin_cors"
 
@@ -82,12 +83,18 @@ class Cors:
         return response
 
 
-def install(app: Flask) -> None:
-    """Add CORS to ``app`` when ``TWIN_CORS_ORIGINS`` is set; a bad origin stops the start."""
+def check(config: Mapping[str, Any]) -> list[str]:
+    """The problem with ``TWIN_CORS_ORIGINS``, for ``create_app``'s StartupError."""
     try:
-        origins = allowed_origins(app.config)
+        allowed_origins(config)
     except ValueError as exc:
-        raise StartupError([str(exc)]) from None
+        return [str(exc)]
+    return []
+
+
+def install(app: Flask) -> None:
+    """Add CORS to ``app`` when ``TWIN_CORS_ORIGINS`` is set (after ``check`` found no problem)."""
+    origins = allowed_origins(app.config)
     if not origins:
         return
     cors = app.extensions[EXTENSION_KEY] = Cors(origins)

@@ -13,11 +13,12 @@ e.g. ``https://me.example.com`` to embed it on a personal site.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from twin_server import settings
-from twin_server.errors import StartupError
 from twin_server.state import twin
 
 bp = Blueprint("twin_page", __name__)
@@ -64,13 +65,18 @@ def content_security_policy(ancestors: str) -> str:
     )
 
 
-def install(app: Flask) -> None:
-    """Register the page on ``app``; a bad ``TWIN_FRAME_ANCESTORS`` stops the start."""
+def check(config: Mapping[str, Any]) -> list[str]:
+    """The problem with ``TWIN_FRAME_ANCESTORS``, for ``create_app``'s StartupError."""
     try:
-        ancestors = frame_ancestors(app.config)
+        frame_ancestors(config)
     except ValueError as exc:
-        raise StartupError([str(exc)]) from None
-    app.extensions[EXTENSION_KEY] = {"csp": content_security_policy(ancestors)}
+        return [str(exc)]
+    return []
+
+
+def install(app: Flask) -> None:
+    """Register the page on ``app`` (after ``check`` found no problem)."""
+    app.extensions[EXTENSION_KEY] = {"csp": content_security_policy(frame_ancestors(app.config))}
     app.register_blueprint(bp)
 
 

@@ -27,7 +27,7 @@ from flask import Blueprint, Flask, Response, current_app, stream_with_context
 from twin_server import settings, sse
 from twin_server.api import chat_request
 from twin_server.chat import ChatService, PreparedTurn
-from twin_server.errors import ConfigurationError, StartupError
+from twin_server.errors import ConfigurationError
 from twin_server.state import twin
 
 bp = Blueprint("twin_streaming", __name__)
@@ -41,12 +41,17 @@ def heartbeat_seconds(config: Mapping[str, Any]) -> float:
     return settings.get_float(config, HEARTBEAT_SETTING, DEFAULT_HEARTBEAT, minimum=0)
 
 
-def install(app: Flask) -> None:
-    """Register ``/chat/stream``; a bad ``TWIN_SSE_HEARTBEAT`` stops the start."""
+def check(config: Mapping[str, Any]) -> list[str]:
+    """The problem with ``TWIN_SSE_HEARTBEAT``, for ``create_app``'s StartupError."""
     try:
-        heartbeat_seconds(app.config)
+        heartbeat_seconds(config)
     except ConfigurationError as exc:
-        raise StartupError([str(exc)]) from None
+        return [str(exc)]
+    return []
+
+
+def install(app: Flask) -> None:
+    """Register ``/chat/stream`` (after ``check`` found no problem)."""
     app.register_blueprint(bp)
 
 
