@@ -19,20 +19,12 @@ Run: ``python -m benchmarks.bench_production`` (about a minute; loopback only).
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
-import time
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from tests.servers import ROOT, free_port, wait_until_up
+from benchmarks.load import cpu_seconds, load, server
 
 LLM_SECONDS = 0.2
 CLIENTS = 64
@@ -41,90 +33,15 @@ ZERO_CLIENTS = 8
 ZERO_SECONDS = 1.5
 ZERO_SLICES = 10
 APP = "tests.plugins.paced_app:app"  # the installed plugins plus the ``paced`` LLM
+PACED = {"TWIN_LLM": "paced", "TWIN_PACED_TOKENS": "1"}
 QUIET = {"TWIN_METRICS": "off", "TWIN_RATE_LIMIT": "off", "TWIN_LOG_LEVEL": "WARNING"}
 # Two windows like the default, far above what the benchmark sends, so every chat pays for the check.
 OBSERVED = {"TWIN_RATE_LIMIT": "1000000/minute;100000000/day"}
 
 
-@contextlib.contextmanager
-def server(env: Mapping[str, str], data_dir: Path, log: Path) -> Iterator[tuple[str, int, int]]:
-    """gunicorn with nothing on its command line but the app: gunicorn.conf.py decides. Yields (host, port, pid)."""
-    port = free_port()
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
-    full_env.update({"TWIN_BIND": f"127.0.0.1:{port}", "TWIN_DATA_DIR": str(data_dir), "TWIN_LLM": "paced",
-                     "TWIN_PACED_TOKENS": "1", **env})
-    with open(log, "ab") as output:
-        process = subprocess.Popen([sys.executable, "-m", "gunicorn", APP], cwd=ROOT, env=full_env,
-                                   stdout=output, stderr=subprocess.STDOUT)
-        try:
-            wait_until_up(f"http://127.0.0.1:{port}/health", process, output=log)
-            yield "127.0.0.1", port, process.pid
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of a gunicorn master and its workers (Linux /proc), or None."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        total = 0
-        for each in (pid, *map(int, children)):
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    except OSError:
-        return None
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def load(host: str, port: int, clients: int, seconds: float) -> dict[str, float]:
-    """Closed loop: each client (one keep-alive connection) sends its next chat when the last is answered."""
-    latencies: list[float] = []
-    failures = [0]
-    lock = threading.Lock()
-    start = threading.Barrier(clients + 1)
-    stop_at = [0.0]
-
-    def client(n: int) -> None:
-        connection = http.client.HTTPConnection(host, port, timeout=30)
-        body = json.dumps({"message": "What do you do?", "session_id": f"bench-client-{n:04d}"})
-        headers = {"Content-Type": "application/json"}
-        mine, failed = [], 0
-        start.wait()
-        while time.monotonic() < stop_at[0]:
-            began = time.perf_counter()
-            connection.request("POST", "/chat", body, headers)
-            response = connection.getresponse()
-            response.read()
-            mine.append(time.perf_counter() - began)
-            failed += response.status != 200
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-            failures[0] += failed
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    stop_at[0] = time.monotonic() + seconds
-    began = time.monotonic()
-    start.wait()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - began
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "failures": failures[0],
-        "rps": len(latencies) / elapsed,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
-    }
-
-
 def sustained(work: Path, log: Path) -> None:
     limit = CLIENTS / LLM_SECONDS
-    with server({"TWIN_PACED_INTERVAL": str(LLM_SECONDS), **OBSERVED}, work / "data-slow", log) as (host, port, _):
+    with server(APP, {**PACED, "TWIN_PACED_INTERVAL": str(LLM_SECONDS), **OBSERVED}, work / "data-slow", log) as (host, port, _):
         load(host, port, 8, 1.0)  # warm up: connections, persona, imports
         result = load(host, port, CLIENTS, SUSTAINED_SECONDS)
     print(f"\n1. {CLIENTS} clients, LLM {1000 * LLM_SECONDS:.0f} ms, {SUSTAINED_SECONDS:g} s, logs+metrics+limits on")
@@ -139,7 +56,7 @@ def overhead(work: Path, log: Path) -> None:
     cpu: dict[str, list[float]] = {"on": [], "off": []}
     with contextlib.ExitStack() as stack:
         servers = {
-            name: stack.enter_context(server({"TWIN_PACED_INTERVAL": "0", **env}, work / f"data-{name}", log))
+            name: stack.enter_context(server(APP, {**PACED, "TWIN_PACED_INTERVAL": "0", **env}, work / f"data-{name}", log))
             for name, env in (("on", OBSERVED), ("off", QUIET))
         }
         for host, port, _ in servers.values():

@@ -49,7 +49,7 @@ def run(failure_rate: float, requests: int = REQUESTS) -> dict[str, float]:
     plugin.llm.default = flaky
     clock = VirtualClock()
     app = create_app(
-        {**SCRIPTED_CONFIG, "HISTORY_WINDOW": 0},
+        {**SCRIPTED_CONFIG, "HISTORY_WINDOW": 0, "RATE_LIMIT": "off"},
         plugins=[plugin],
         entrypoints=False,
         retry_options={"clock": clock, "sleep": clock.sleep, "random": random.Random(99)},
