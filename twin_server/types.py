@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 Role = Literal["user", "assistant"]
+_DECODER = json.JSONDecoder()  # json.loads re-checks its arguments on every call; stores call this per line
 ROLES: tuple[str, ...] = ("user", "assistant")
 
 
@@ -48,7 +49,7 @@ class Message:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Message":
         """Inverse of ``to_dict``; raises ValueError/TypeError/KeyError on a bad record."""
-        stamp = datetime.fromisoformat(str(data["timestamp"]).replace("Z", "+00:00"))
+        stamp = datetime.fromisoformat(data["timestamp"])  # 3.11+ reads the "Z" suffix itself
         if stamp.tzinfo is None:
             stamp = stamp.replace(tzinfo=timezone.utc)
         complete = data.get("complete", True)
@@ -75,7 +76,7 @@ class Message:
     def from_json_line(cls, line: bytes | str) -> "Message":
         """Inverse of ``to_json_line``; ValueError for any record that is not a message."""
         try:
-            record = json.loads(line)
+            record = _DECODER.decode(line.decode("utf-8") if isinstance(line, bytes) else line)
             if not isinstance(record, dict):
                 raise TypeError("record is not an object")
             return cls.from_dict(record)

@@ -107,6 +107,12 @@ class PersonaIndex:
         n = len(self.passages)
         self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
         self.unknown_idf = math.log(1 + (n + 0.5) / 0.5)
+        # An inverted index of BM25's term-frequency part, so a question costs its terms' postings, not every passage.
+        self._postings: dict[str, list[tuple[int, float]]] = {}
+        for i, (tf, length) in enumerate(zip(self._tf, self._len)):
+            for term, f in tf.items():
+                norm = f * (self.K1 + 1) / (f + self.K1 * (1 - self.B + self.B * length / self._avg))
+                self._postings.setdefault(term, []).append((i, norm))
         self.name_terms = frozenset(query_terms(persona.full_name))
 
     def idf(self, term: str) -> float:
@@ -115,23 +121,19 @@ class PersonaIndex:
     def rank(self, terms: Mapping[str, float], boosts: Mapping[str, float]) -> list[tuple[float, Passage]]:
         """(score, passage) best first; ties keep the persona's order."""
         own = {t for t, w in terms.items() if w >= 1}
-        scored = []
+        scores = [0.0] * len(self.passages)
+        for term, weight in terms.items():
+            for i, norm in self._postings.get(term, ()):
+                scores[i] += weight * self._idf[term] * norm
         for i, passage in enumerate(self.passages):
-            tf, length = self._tf[i], self._len[i]
-            score = 0.0
-            for term, weight in terms.items():
-                f = tf.get(term)
-                if f:
-                    norm = f * (self.K1 + 1) / (f + self.K1 * (1 - self.B + self.B * length / self._avg))
-                    score += weight * self._idf[term] * norm
-            score += max((self._boost(tag, boosts) for tag in passage.tags), default=0.0)
+            if boosts:
+                scores[i] += max((self._boost(tag, boosts) for tag in passage.tags), default=0.0)
             if passage.heading and own:
                 # The question is (mostly) the heading above this paragraph, e.g. an FAQ entry.
                 matched = len(own & passage.heading) / len(own)
-                score += self.HEADING_BOOST * matched if matched >= 0.5 else 0.0
-            scored.append((score, i, passage))
-        scored.sort(key=lambda item: (-item[0], item[1]))
-        return [(score, passage) for score, _, passage in scored]
+                scores[i] += self.HEADING_BOOST * matched if matched >= 0.5 else 0.0
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        return [(scores[i], self.passages[i]) for i in order]
 
     @classmethod
     def _boost(cls, tag: str, boosts: Mapping[str, float]) -> float:
