@@ -19,8 +19,8 @@ Environment (command-line options override all of these):
 It also sets, unless they are already set: ``TWIN_LOG_FORMAT=json`` (one JSON
 object per line, gunicorn's own lines included), ``PROMETHEUS_MULTIPROC_DIR``
 (a fresh directory, so ``/metrics`` adds up every worker) and
-``TWIN_RATE_LIMIT_STORAGE`` (a SQLite file, so rate limits, session caps and
-the daily budget are shared by the workers). The fresh directory is removed
+``TWIN_RATE_LIMIT_STORAGE`` (a memory-mapped counter file, ``shm://``, so rate
+limits, session caps and the daily budget are shared by the workers). The fresh directory is removed
 when gunicorn exits; set ``TWIN_RATE_LIMIT_STORAGE`` to a lasting path to keep
 the daily budget across restarts.
 """
@@ -61,7 +61,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(_run_dir(), "metrics")
 Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 if not os.environ.get("TWIN_RATE_LIMIT_STORAGE"):
-    os.environ["TWIN_RATE_LIMIT_STORAGE"] = "sqlite:///" + os.path.join(_run_dir(), "limits.sqlite")
+    os.environ["TWIN_RATE_LIMIT_STORAGE"] = "shm:///" + os.path.join(_run_dir(), "limits.shm")
 
 from gunicorn.glogging import Logger  # noqa: E402
 

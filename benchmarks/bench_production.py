@@ -5,7 +5,7 @@
    threads as recommended) with logs, metrics and the rate limit on, against
    Little's law: 64 / 0.2 s = 320/s (target ≥ 90 %).
 2. The cost of JSON request logs + Prometheus metrics + the rate limit (two
-   windows, SQLite storage shared by the workers) on the zero-latency path (an
+   windows, the shared-memory storage gunicorn.conf.py gives the workers) on the zero-latency path (an
    LLM that answers at once), against the same server with ``TWIN_METRICS=off``,
    ``TWIN_RATE_LIMIT=off``, ``TWIN_LOG_LEVEL=WARNING`` (target ≤ 15 %). Both
    servers run at once and short load slices alternate between them, so other

@@ -6,9 +6,10 @@ Settings (all checked at startup; every cap is unlimited unless set):
                               ``off`` disables). One allowance per client IP, shared by every
                               chat endpoint (``POST`` to ``CHAT_PATHS``); other routes are free.
 ``TWIN_RATE_LIMIT_STORAGE``   where all the counters live (default ``memory://``: one process).
-                              ``sqlite:////path/file`` shares them between the workers of one
-                              machine (``gunicorn.conf.py`` defaults to one in its run directory),
-                              ``redis://host:6379`` between machines.
+                              ``shm:////path/file`` (a memory-mapped table, ``limits_shm``; what
+                              ``gunicorn.conf.py`` defaults to, in its run directory) or
+                              ``sqlite:////path/file`` share them between the workers of one
+                              machine, ``redis://host:6379`` between machines.
 ``TWIN_TRUSTED_PROXIES``      how many reverse proxies sit in front: ``X-Forwarded-For``/``-Proto``/
                               ``-Host`` are believed that many hops deep (Werkzeug's ProxyFix).
                               Default 0: the peer address is the client.
@@ -26,7 +27,7 @@ itself spent more time per request resolving its limits than a whole
 zero-latency chat turn. A refusal raises ``LimitExceeded``, answered
 by the central error handler like every other. The caps and the budget keep
 their counters in the same storage, so everything holds across gunicorn
-workers (sqlite) and machines (Redis). If that storage stops answering, chats
+workers (shm, sqlite) and machines (Redis). If that storage stops answering, chats
 are refused (503) rather than served unmetered.
 """
 
@@ -44,7 +45,7 @@ from limits.errors import StorageError
 from limits.storage import Storage, storage_from_string
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from twin_server import limits_sqlite  # noqa: F401  (registers the sqlite:// storage scheme)
+from twin_server import limits_shm, limits_sqlite  # noqa: F401  (register the shm:// and sqlite:// storage schemes)
 from twin_server import settings
 from twin_server.errors import BackendUnavailable, ConfigurationError, LimitExceeded
 
@@ -116,8 +117,8 @@ def _unreachable() -> BackendUnavailable:
 class RateLimit:
     """Fixed-window allowances per client address on the chat endpoints.
 
-    Every window of a chat is counted at once (one statement on the SQLite
-    storage, which has ``incr_many``); the chat is refused when any count
+    Every window of a chat is counted at once (under one lock on the shm
+    storage, in one statement on the SQLite one: both have ``incr_many``); the chat is refused when any count
     passes its window's amount, as the ``limits`` fixed-window strategy does.
     """
 
