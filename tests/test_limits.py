@@ -9,6 +9,7 @@ from limits.storage import MemoryStorage, storage_from_string
 
 from twin_server.errors import StartupError
 from twin_server.limits import BudgetExhausted, SessionAllowance
+from twin_server.limits_shm import SharedMemoryStorage
 from twin_server.limits_sqlite import SQLiteStorage
 
 PROBLEM = "application/problem+json"
@@ -138,44 +139,62 @@ def test_caps_and_limits_share_a_sqlite_storage_between_apps(scripted_app, tmp_p
     assert chat(two, session_id="visitor-0002").status_code == 429  # 3 per minute, across apps
 
 
-class TestSQLiteStorage:
-    def storage(self, tmp_path, clock):
-        return SQLiteStorage(f"sqlite:///{tmp_path}/sub/limits.sqlite", clock=lambda: clock[0])
+#: The counter storages of one machine, built on a shared file under ``path`` with an injected clock.
+STORAGES = {
+    "sqlite": lambda path, clock: SQLiteStorage(f"sqlite:///{path}/sub/limits.sqlite", clock=clock),
+    "shm": lambda path, clock: SharedMemoryStorage(f"shm:///{path}/sub/limits.shm", clock=clock),
+}
 
-    def test_counts_expire_with_their_window(self, tmp_path):
-        clock = [1000.0]
-        storage = self.storage(tmp_path, clock)
-        assert [storage.incr("k", 10) for _ in range(3)] == [1, 2, 3]
-        assert storage.incr("k", 10, amount=5) == 8
-        assert storage.get("k") == 8 and storage.get_expiry("k") == 1010.0
-        clock[0] = 1010.0
-        assert storage.get("k") == 0
-        assert storage.incr("k", 10) == 1 and storage.get_expiry("k") == 1020.0
 
-    def test_clear_reset_check_and_sharing(self, tmp_path):
-        clock = [0.0]
-        first, second = self.storage(tmp_path, clock), self.storage(tmp_path, clock)
-        first.incr("a", 60)
-        second.incr("a", 60)
-        second.incr("b", 60)
-        assert first.get("a") == 2 and first.check()
-        first.clear("a")
-        assert second.get("a") == 0 and second.get("b") == 1
-        assert first.reset() == 1 and second.get("b") == 0
+@pytest.fixture(params=sorted(STORAGES))
+def storages(request, tmp_path):
+    """(make, clock): ``make()`` opens another object on the same file, like another worker would."""
+    clock = [1000.0]
+    return (lambda: STORAGES[request.param](tmp_path, lambda: clock[0])), clock
 
-    def test_several_windows_in_one_statement(self, tmp_path):
-        clock = [0.0]
-        storage = self.storage(tmp_path, clock)
-        assert storage.incr_many([("minute", 60), ("day", 86400)]) == [1, 1]
-        clock[0] = 61.0
-        assert storage.incr_many([("minute", 60), ("day", 86400)], amount=2) == [2, 3]
-        assert storage.get_expiry("minute") == 121.0 and storage.get_expiry("day") == 86400.0
 
-    def test_registered_as_the_sqlite_scheme(self, tmp_path):
-        assert isinstance(storage_from_string(f"sqlite:///{tmp_path}/x.sqlite"), SQLiteStorage)
-        with pytest.raises(ValueError):
-            SQLiteStorage("sqlite://")
+def test_counts_expire_with_their_window(storages):
+    make, clock = storages
+    storage = make()
+    assert [storage.incr("k", 10) for _ in range(3)] == [1, 2, 3]
+    assert storage.incr("k", 10, amount=5) == 8
+    assert storage.get("k") == 8 and storage.get_expiry("k") == 1010.0
+    clock[0] = 1009.999
+    assert storage.get("k") == 8
+    clock[0] = 1010.0
+    assert storage.get("k") == 0 and storage.get_expiry("k") == 1010.0  # no window: now
+    assert storage.incr("k", 10) == 1 and storage.get_expiry("k") == 1020.0
+    assert storage.get("never") == 0
 
+
+def test_several_windows_counted_at_once(storages):
+    make, clock = storages
+    storage = make()
+    clock[0] = 0.5
+    assert storage.incr_many([("minute", 60), ("day", 86400)]) == [1, 1]
+    clock[0] = 61.0
+    assert storage.incr_many([("minute", 60), ("day", 86400)], amount=2) == [2, 3]
+    assert storage.get_expiry("minute") == 121.0 and storage.get_expiry("day") == 86400.5
+
+
+def test_clear_reset_check_and_sharing_between_objects(storages):
+    make, _ = storages
+    first, second = make(), make()
+    first.incr("a", 60)
+    second.incr("a", 60)
+    second.incr("b", 60)
+    assert first.get("a") == 2 and first.check()
+    first.clear("a")
+    assert second.get("a") == 0 and second.get("b") == 1
+    assert first.reset() == 1 and second.get("b") == 0
+    assert second.incr("b", 60) == 1 and first.get("b") == 1
+
+
+@pytest.mark.parametrize("scheme, cls", [("sqlite", SQLiteStorage), ("shm", SharedMemoryStorage)])
+def test_storage_schemes_are_registered_and_checked(tmp_path, scheme, cls):
+    assert isinstance(storage_from_string(f"{scheme}:///{tmp_path}/x.{scheme}"), cls)
+    with pytest.raises(ValueError):
+        cls(f"{scheme}://")
 
 
 def test_an_unreachable_counter_storage_refuses_chats(scripted_app, scripted, tmp_path, monkeypatch):

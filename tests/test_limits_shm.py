@@ -1,4 +1,7 @@
-"""The ``shm://`` counter storage: a hash table in a memory-mapped file, shared by the processes of one machine."""
+"""The ``shm://`` counter storage: a hash table in a memory-mapped file, shared by the processes of one machine.
+
+What every counter storage must do is tested once for all of them in test_limits.py; here, what only this one does.
+"""
 
 import multiprocessing
 import os
@@ -6,7 +9,6 @@ import threading
 
 import pytest
 from limits.errors import StorageError
-from limits.storage import storage_from_string
 
 from twin_server import limits_shm
 from twin_server.limits_shm import PROBES, SharedMemoryStorage, TableFull
@@ -18,29 +20,6 @@ def make(tmp_path, clock=None, slots=None, name="limits.shm", **options):
     query = f"?slots={slots}" if slots else ""
     kwargs = {"clock": lambda: clock[0]} if clock is not None else {}
     return SharedMemoryStorage(f"shm:///{tmp_path}/sub/{name}{query}", **kwargs, **options)
-
-
-def test_counts_expire_with_their_window(tmp_path):
-    clock = [1000.0]
-    storage = make(tmp_path, clock)
-    assert [storage.incr("k", 10) for _ in range(3)] == [1, 2, 3]
-    assert storage.incr("k", 10, amount=5) == 8
-    assert storage.get("k") == 8 and storage.get_expiry("k") == 1010.0
-    clock[0] = 1009.999
-    assert storage.get("k") == 8
-    clock[0] = 1010.0
-    assert storage.get("k") == 0 and storage.get_expiry("k") == 1010.0  # no window: now
-    assert storage.incr("k", 10) == 1 and storage.get_expiry("k") == 1020.0
-    assert storage.get("never") == 0
-
-
-def test_several_windows_under_one_lock(tmp_path):
-    clock = [0.5]
-    storage = make(tmp_path, clock)
-    assert storage.incr_many([("minute", 60), ("day", 86400)]) == [1, 1]
-    clock[0] = 61.0
-    assert storage.incr_many([("minute", 60), ("day", 86400)], amount=2) == [2, 3]
-    assert storage.get_expiry("minute") == 121.0 and storage.get_expiry("day") == 86400.5
 
 
 def test_many_keys_stay_apart(tmp_path):
@@ -96,23 +75,7 @@ def test_a_full_table_is_a_storage_error_and_chats_get_503(tmp_path, monkeypatch
         storage.incr("x", 1)
 
 
-def test_clear_reset_check_and_sharing_between_objects(tmp_path):
-    clock = [0.0]
-    first, second = make(tmp_path, clock), make(tmp_path, clock)
-    first.incr("a", 60)
-    second.incr("a", 60)
-    second.incr("b", 60)
-    assert first.get("a") == 2 and first.check()
-    first.clear("a")
-    assert second.get("a") == 0 and second.get("b") == 1
-    assert first.reset() == 1 and second.get("b") == 0
-    assert second.incr("b", 60) == 1 and first.get("b") == 1
-
-
-def test_uri_and_file_checks(tmp_path):
-    assert isinstance(storage_from_string(f"shm:///{tmp_path}/x.shm"), SharedMemoryStorage)
-    with pytest.raises(ValueError):
-        SharedMemoryStorage("shm://")
+def test_table_size_and_file_checks(tmp_path):
     with pytest.raises(ValueError):
         make(tmp_path, slots=1000)  # not a power of two
     assert make(tmp_path, slots=128, name="small").slots == 128

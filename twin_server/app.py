@@ -19,7 +19,7 @@ from twin_server.errors import ConfigurationError, LimitExceeded, StartupError
 from twin_server.plugins import call_per_plugin, get_plugin_manager
 from twin_server.problems import ErrorRegistry, Problem, core_registry
 from twin_server.resilience import OPERATIONS, WRAPPERS, Backends, RetryFactory, retry_config_for, timeout_for
-from twin_server.state import EXTENSION_KEY, TwinState
+from twin_server.state import EXTENSION_KEY, TwinState, twin
 
 log = logging.getLogger("twin_server")
 
@@ -170,8 +170,6 @@ def _install_request_hooks(app: Flask) -> None:
         if isinstance(exc, HTTPException) and exc.code is not None and exc.code < 400:
             return exc  # redirects are not errors
         problem = resolve_and_log(exc)
-        from twin_server import openai_compat
-
         if openai_compat.is_openai_request():
             return openai_compat.error_response(problem)
         return problem_response(problem)
@@ -179,8 +177,6 @@ def _install_request_hooks(app: Flask) -> None:
 
 def resolve_and_log(exc: BaseException) -> Problem:
     """Resolve an exception through the app's registry and log it with its context."""
-    from twin_server.state import twin
-
     problem = twin().errors.resolve(exc)
     context = {
         "request_id": g.get("request_id"),

@@ -48,6 +48,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from twin_server import limits_shm, limits_sqlite  # noqa: F401  (register the shm:// and sqlite:// storage schemes)
 from twin_server import settings
 from twin_server.errors import BackendUnavailable, ConfigurationError, LimitExceeded
+from twin_server.state import EXTENSION_KEY
 
 __all__ = ["BudgetExhausted", "CHAT_PATHS", "RateLimit", "SessionAllowance", "check", "install"]
 
@@ -206,8 +207,6 @@ class SessionAllowance:
 
 def install(app: Flask) -> None:
     """Put the limits on ``app`` (after ``check`` found no problem)."""
-    from twin_server.state import EXTENSION_KEY
-
     config, state = app.config, app.extensions[EXTENSION_KEY]
     proxies = settings.get_int(config, "TRUSTED_PROXIES", 0, minimum=0)
     if proxies:

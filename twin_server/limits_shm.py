@@ -49,11 +49,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from urllib.parse import parse_qs
 
 from limits.errors import StorageError
 from limits.storage import Storage
+
+from twin_server.limits_sqlite import local_file
 
 __all__ = ["DEFAULT_SLOTS", "PROBES", "SharedMemoryStorage", "TableFull"]
 
@@ -102,16 +103,11 @@ class SharedMemoryStorage(Storage):
         **options: float | str | bool,
     ) -> None:
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-        rest = (uri or "").partition("://")[2]
-        path, _, query = rest.partition("?")
-        if not path.startswith("/") or len(path) < 2:
-            raise ValueError(f"a shm storage URI is shm:///relative/path or shm:////absolute/path, not {uri!r}")
+        self.path, query = local_file(uri, "shm")
         asked = parse_qs(query).get("slots")
         slots = int(asked[-1]) if asked else None
         if slots is not None and (slots < PROBES or slots & (slots - 1)):
             raise ValueError(f"slots must be a power of two of at least {PROBES}, not {slots}")
-        self.path = Path(path[1:]).absolute()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self._thread_lock = threading.Lock()
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

@@ -50,6 +50,16 @@ def _upsert(count: int) -> str:
     return _UPSERT.format(rows=", ".join(f"(:k{i}, :amount, :e{i})" for i in range(count)))
 
 
+def local_file(uri: str | None, scheme: str) -> tuple[Path, str]:
+    """The file a ``scheme:///relative`` or ``scheme:////absolute`` URI names (its folder made), and its query."""
+    path, _, query = (uri or "").partition("://")[2].partition("?")
+    if not path.startswith("/") or len(path) < 2:
+        raise ValueError(f"a {scheme} storage URI is {scheme}:///relative/path or {scheme}:////absolute/path, not {uri!r}")
+    file = Path(path[1:]).absolute()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    return file, query
+
+
 class SQLiteStorage(Storage):
     """Fixed-window counters in a SQLite table ``counters(key, value, expires)``."""
 
@@ -64,11 +74,7 @@ class SQLiteStorage(Storage):
         **options: float | str | bool,
     ) -> None:
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-        path = (uri or "").partition("://")[2]
-        if not path.startswith("/") or len(path) < 2:
-            raise ValueError(f"a sqlite storage URI is sqlite:///relative/path or sqlite:////absolute/path, not {uri!r}")
-        self.path = Path(path[1:]).absolute()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, _ = local_file(uri, "sqlite")
         self.clock = clock
         self._local = threading.local()
         self._increments = 0

@@ -9,11 +9,13 @@ settings) and deadline (``TWIN_<KIND>_TIMEOUT``).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from twin_server import settings
-from twin_server.retry import AttemptObserver, Retrier, RetryBudget, RetryConfig
+from twin_server.errors import ConfigurationError
+from twin_server.retry import AttemptObserver, Retrier, RetryBudget, RetryConfig, tag
 from twin_server.types import Message, Persona, Prompt
 
 OPERATIONS: tuple[str, ...] = ("storage", "persona", "secrets", "llm")
@@ -38,8 +40,6 @@ def retry_config_for(operation: str, config: Mapping[str, Any], plugin_policy: R
     try:
         return dataclasses.replace(policy, **changes)
     except ValueError as exc:
-        from twin_server.errors import ConfigurationError
-
         raise ConfigurationError(f"retry settings for {operation}: {exc}") from None
 
 
@@ -108,26 +108,17 @@ class RetryingLLM(_Wrapped):
 
         def first(left: float | None) -> tuple[Iterator[str], list[str]]:
             pieces = iter(self.backend.stream(prompt.with_timeout(left)))
-            head = [piece for piece in _take_one(pieces)]
-            return pieces, head
+            return pieces, list(itertools.islice(pieces, 1))
 
         pieces, head = self.retrier.run(first)
         return _chain(head, pieces, self.retrier)
 
 
-def _take_one(pieces: Iterator[str]) -> list[str]:
-    for piece in pieces:
-        return [piece]
-    return []
-
-
 def _chain(head: list[str], rest: Iterator[str], retrier: Retrier) -> Iterator[str]:
-    from twin_server.retry import tag
-
     yield from head
     try:
         yield from rest
-    except BaseException as exc:
+    except Exception as exc:
         tag(exc, retrier.operation, retrier.backend)
         raise
 

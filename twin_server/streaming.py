@@ -58,8 +58,9 @@ def install(app: Flask) -> None:
 class ReplyStream:
     """One reply streamed from the LLM, whose turn is finished exactly once.
 
-    ``start`` asks the LLM for the first piece (the core retries until it
-    arrives), so it raises before any byte of the response is sent. Iterating
+    ``start`` asks the LLM for the reply; the core's ``RetryingLLM.stream`` has
+    the first piece in hand (retried until it arrives) before it returns, so a
+    failure up to then raises before any byte of the response is sent. Iterating
     gives the pieces (``None`` when a heartbeat is due) and remembers each as
     delivered. ``finish`` stores the turn with what was delivered, once; with
     ``store=False`` (a stateless /v1 call) it only stops the LLM.
@@ -69,7 +70,6 @@ class ReplyStream:
         self, chat: ChatService, turn: PreparedTurn, pieces: Iterator[str], *, store: bool, heartbeat: float
     ) -> None:
         self.chat, self.turn, self.store = chat, turn, store
-        self.head = [piece for piece in _first(pieces)]
         self.relay = sse.Relay(pieces, heartbeat)
         self.delivered: list[str] = []
         self.history_saved: bool | None = None
@@ -81,9 +81,6 @@ class ReplyStream:
         return cls(chat, turn, chat.stream(turn), store=store, heartbeat=heartbeat)
 
     def __iter__(self) -> Iterator[str | None]:
-        for piece in self.head:
-            self.delivered.append(piece)
-            yield piece
         for piece in self.relay:
             if piece is not None:
                 self.delivered.append(piece)
@@ -103,12 +100,6 @@ class ReplyStream:
         if self.store:
             self.history_saved = self.chat.finish(self.turn, self.text, complete=complete)
         return self.history_saved
-
-
-def _first(pieces: Iterator[str]) -> Iterator[str]:
-    for piece in pieces:
-        yield piece
-        return
 
 
 def event_stream(events: Iterator[str], reply: ReplyStream) -> Response:
