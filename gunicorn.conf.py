@@ -65,7 +65,7 @@ if not os.environ.get("TWIN_RATE_LIMIT_STORAGE"):
 
 from gunicorn.glogging import Logger  # noqa: E402
 
-from twin_server import logs  # noqa: E402  (after the environment above is set)
+from twin_server.telemetry import logs  # noqa: E402  (after the environment above is set)
 
 wsgi_app = "wsgi:app"
 if os.environ.get("TWIN_BIND"):

@@ -32,7 +32,7 @@ SUSTAINED_SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 ZERO_CLIENTS = 8
 ZERO_SECONDS = 1.5
 ZERO_SLICES = 10
-APP = "tests.plugins.paced_app:app"  # the installed plugins plus the ``paced`` LLM
+APP = "tests.doubles.paced_app:app"  # the installed plugins plus the ``paced`` LLM
 PACED = {"TWIN_LLM": "paced", "TWIN_PACED_TOKENS": "1"}
 QUIET = {"TWIN_METRICS": "off", "TWIN_RATE_LIMIT": "off", "TWIN_LOG_LEVEL": "WARNING"}
 # Two windows like the default, far above what the benchmark sends, so every chat pays for the check.

@@ -17,7 +17,7 @@ import random
 import statistics
 import time
 
-from tests.plugins.scripted import SCRIPTED_CONFIG, ScriptedPlugin
+from tests.doubles.scripted import SCRIPTED_CONFIG, ScriptedPlugin
 from twin_server.app import create_app
 from twin_server.errors import BackendUnavailable
 

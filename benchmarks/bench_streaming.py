@@ -3,7 +3,7 @@
     python -m benchmarks.bench_streaming          # from the repository root; about 30 s
 
 A real gunicorn process (gthread, 2 workers × 16 threads, 127.0.0.1) serves
-the app with the ``paced`` test LLM (tests/plugins/paced.py): each reply is
+the app with the ``paced`` test LLM (tests/doubles/paced.py): each reply is
 TOKENS tokens, token ``i`` due ``(i + 1) × INTERVAL`` after the LLM is asked,
 each carrying the wall-clock time it was emitted. Clients (requests with
 ``stream=True`` and a small SSE parser) open streams back to back, at 1 and
@@ -99,7 +99,7 @@ def main() -> None:
         }
         # Its log goes to a file: a pipe nobody reads would fill up and stall the server.
         log = Path(data) / "gunicorn.log"
-        with gunicorn(env, app="tests.plugins.paced_app:app", workers=2, threads=16, log_path=log) as url:
+        with gunicorn(env, app="tests.doubles.paced_app:app", workers=2, threads=16, log_path=log) as url:
             print(f"paced LLM: {TOKENS} tokens, one every {1000 * INTERVAL:.0f} ms; gunicorn gthread 2×16 on 127.0.0.1")
             print(f"{'streams':>8} {'n':>6}   {'first event p50/p99 ms':>24}   {'added TTFB p50/p99 ms':>22}   {'per event p50/p99 ms':>21}")
             for concurrency in LEVELS:

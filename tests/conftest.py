@@ -1,6 +1,6 @@
 import pytest
 
-from tests.plugins.scripted import SCRIPTED_CONFIG, ScriptedPlugin
+from tests.doubles.scripted import SCRIPTED_CONFIG, ScriptedPlugin
 from twin_server.app import create_app
 
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from twin_server import auth
+from twin_server.http import auth
 from twin_server.errors import StartupError
 
 KEYS = "sk-first-0001, sk-second-0002"

@@ -11,11 +11,11 @@ from botocore.stub import Stubber
 from hypothesis import given, strategies as st
 
 from tests.moto_server import use_test_credentials
-from tests.plugins.scripted import SCRIPTED_CONFIG
+from tests.doubles.scripted import SCRIPTED_CONFIG
 from twin_aws.bedrock import BedrockLLM, converse_messages, supports_prompt_cache
 from twin_server.app import create_app
 from twin_server.errors import RateLimited, StartupError
-from twin_server.prompt import build_system_prompt
+from twin_server.turn.prompt import build_system_prompt
 from twin_server.types import Message, Prompt
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -305,7 +305,7 @@ def test_a_request_needs_a_user_message_last():
 
 
 def test_token_usage_is_reported_for_replies_and_streams(app, stub):
-    from twin_server import accounting
+    from twin_server.telemetry import usage as accounting
 
     state = app.extensions["twin_server"]
     stub.add_response("converse", reply("I test things."))

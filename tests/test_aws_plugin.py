@@ -26,7 +26,7 @@ ALL_AWS = {"STORAGE": "s3", "PERSONA": "s3", "SECRETS": "aws", "LLM": "bedrock"}
 def test_importing_the_plugin_imports_no_boto3():
     code = (
         "import sys, twin_aws\n"
-        "from twin_server.plugins import get_plugin_manager\n"
+        "from twin_server.plugin_manager import get_plugin_manager\n"
         "get_plugin_manager()\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore'))\n"
         "assert not loaded, loaded\n"

@@ -1,6 +1,6 @@
 """The chat page in a real browser: Playwright driving Debian's Chromium against gunicorn.
 
-One gunicorn process (``tests.plugins.page_app``: the example persona, a
+One gunicorn process (``tests.doubles.page_app``: the example persona, a
 filesystem store in a temp dir and a slow, word-by-word test LLM) and one
 Chromium serve the whole module; each test gets a fresh browser context, so a
 fresh localStorage. The browser may reach 127.0.0.1 only; a request anywhere
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.plugins.page_app import XSS_REPLY
+from tests.doubles.page_app import XSS_REPLY
 from tests.servers import ROOT, gunicorn
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -81,7 +81,7 @@ def server(tmp_path_factory, personal_site):
         "TWIN_CORS_ORIGINS": personal_site,
         "TWIN_FRAME_ANCESTORS": f"'self' {personal_site}",
     }
-    with gunicorn(env, app="tests.plugins.page_app:app", workers=1, threads=8) as url:
+    with gunicorn(env, app="tests.doubles.page_app:app", workers=1, threads=8) as url:
         PersonalSite.twin = url
         yield url
 

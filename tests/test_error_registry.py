@@ -6,7 +6,7 @@ import pytest
 
 from twin_server import errors, hookimpl
 from twin_server.errors import StartupError
-from twin_server.problems import ErrorRegistry, core_registry
+from twin_server.error_registry import ErrorRegistry, core_registry
 
 
 class PluginError(Exception):
@@ -94,7 +94,7 @@ class ErrorsPlugin:
 
 
 def test_plugin_registered_errors_answer_through_the_api(scripted_app, scripted, caplog):
-    from tests.plugins.scripted import SCRIPTED_CONFIG
+    from tests.doubles.scripted import SCRIPTED_CONFIG
     from twin_server.app import create_app
 
     app = create_app(SCRIPTED_CONFIG, plugins=[scripted, ErrorsPlugin()], entrypoints=False)
@@ -122,7 +122,7 @@ class BadErrorsPlugin:
 
 
 def test_bad_plugin_registration_fails_startup(scripted):
-    from tests.plugins.scripted import SCRIPTED_CONFIG
+    from tests.doubles.scripted import SCRIPTED_CONFIG
     from twin_server.app import create_app
 
     with pytest.raises(StartupError, match="not an exception class"):

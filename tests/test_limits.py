@@ -8,9 +8,9 @@ import pytest
 from limits.storage import MemoryStorage, storage_from_string
 
 from twin_server.errors import StartupError
-from twin_server.limits import BudgetExhausted, SessionAllowance
-from twin_server.limits_shm import SharedMemoryStorage
-from twin_server.limits_sqlite import SQLiteStorage
+from twin_server.quotas.policy import BudgetExhausted, SessionAllowance
+from twin_server.quotas.shm_storage import SharedMemoryStorage
+from twin_server.quotas.sqlite_storage import SQLiteStorage
 
 PROBLEM = "application/problem+json"
 

@@ -10,8 +10,8 @@ import threading
 import pytest
 from limits.errors import StorageError
 
-from twin_server import limits_shm
-from twin_server.limits_shm import PROBES, SharedMemoryStorage, TableFull
+from twin_server.quotas import shm_storage as limits_shm
+from twin_server.quotas.shm_storage import PROBES, SharedMemoryStorage, TableFull
 
 PROBLEM = "application/problem+json"
 

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from twin_server.accounting import report_usage
+from twin_server.telemetry.usage import report_usage
 from twin_server.errors import BackendUnavailable, ConfigurationError
-from twin_server.logs import JsonFormatter, TextFormatter, configure_logging, log_settings
+from twin_server.telemetry.logs import JsonFormatter, TextFormatter, configure_logging, log_settings
 
 SECRET = "sk-live-4f9c2a7e1b3d5f60"
 MESSAGE = "my bank pin is 2468 please remember"

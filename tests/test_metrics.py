@@ -3,7 +3,7 @@
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from twin_server.accounting import report_usage
+from twin_server.telemetry.usage import report_usage
 from twin_server.errors import BackendUnavailable, StartupError
 
 

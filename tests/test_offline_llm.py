@@ -10,9 +10,9 @@ import twin_local
 from twin_local.offline import NOT_COVERED, NOTHING_MORE, OfflineLLM
 from twin_local.passages import build_passages, query_terms, stem
 from twin_local.persona import FilesystemPersonaSource, example_persona_dir
-from twin_server.backends import BackendContext, LLMBackend, check_protocol
+from twin_server.backends.registry import BackendContext, LLMBackend, check_protocol
 from twin_server.errors import ConfigurationError
-from twin_server.prompt import build_system_prompt
+from twin_server.turn.prompt import build_system_prompt
 from twin_server.types import Message, Persona, Prompt
 
 FIRST_PERSON = re.compile(r"\b(I|I'm|I've|[Mm]y|me)\b")

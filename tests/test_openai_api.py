@@ -12,8 +12,8 @@ import pytest
 from tests.fake_openai import FakeOpenAI
 from twin_openai.translate import HISTORY_TOO_LONG
 from twin_server.app import create_app
-from twin_server.problems import PROBLEM_TYPE_PREFIX
-from twin_server.state import EXTENSION_KEY
+from twin_server.error_registry import PROBLEM_TYPE_PREFIX
+from twin_server.app_state import EXTENSION_KEY
 
 KEY = "sk-test-api-0123456789abcdef"
 

@@ -11,7 +11,7 @@ import pytest
 import twin_openai
 from tests.fake_openai import FakeOpenAI
 from twin_openai.backend import OpenAIBackend
-from twin_server.backends import BackendContext
+from twin_server.backends.registry import BackendContext
 from twin_server.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigurationError
 from twin_server.types import Message, Persona, Prompt
 
@@ -210,7 +210,7 @@ def test_the_backend_repr_shows_no_key(server):
 
 
 def test_token_usage_is_reported_to_the_request_record(server):
-    from twin_server import accounting
+    from twin_server.telemetry import usage as accounting
 
     server.reply("I build small boats.")  # the fake counts 1 prompt token and one per word
     backend = build(server)

@@ -9,8 +9,8 @@ import requests
 from tests.servers import gunicorn
 from tests.sse_client import parse
 from twin_server.errors import BackendUnavailable, RateLimited
-from twin_server.openai_schema import INSTRUCTIONS_PREFACE
-from twin_server.prompt import build_system_prompt
+from twin_server.http.openai.schema import INSTRUCTIONS_PREFACE
+from twin_server.turn.prompt import build_system_prompt
 from twin_server.types import Persona
 
 PIRATE = "You are a pirate named Jack"

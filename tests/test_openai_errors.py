@@ -14,7 +14,7 @@ from tests.fake_openai import FakeOpenAI
 from tests.servers import free_port
 from twin_openai.errors import CredentialsRejected, QuotaExhausted
 from twin_openai.translate import HISTORY_TOO_LONG, retry_after_seconds
-from twin_server.backends import BackendContext
+from twin_server.backends.registry import BackendContext
 from twin_server.errors import (
     BackendError,
     BackendTimeout,

@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-from tests.plugins.scripted import SCRIPTED_CONFIG, ScriptedPlugin
+from tests.doubles.scripted import SCRIPTED_CONFIG, ScriptedPlugin
 from twin_server import hookimpl
 from twin_server.app import create_app
 from twin_server.errors import StartupError
-from twin_server.plugins import get_plugin_manager
+from twin_server.plugin_manager import get_plugin_manager
 
 
 def test_each_app_gets_its_own_plugin_manager():

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from twin_local.persona import FilesystemPersonaSource, example_persona_dir
-from twin_server.prompt import SystemPromptCache, build_system_prompt, render_facts
+from twin_server.turn.prompt import SystemPromptCache, build_system_prompt, render_facts
 from twin_server.types import Persona
 
 

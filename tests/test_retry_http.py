@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from tests.plugins.scripted import SCRIPTED_CONFIG, ScriptedPlugin
+from tests.doubles.scripted import SCRIPTED_CONFIG, ScriptedPlugin
 from twin_server import hookimpl
 from twin_server.app import create_app
 from twin_server.errors import BackendError, BackendTimeout, BackendUnavailable, RateLimited

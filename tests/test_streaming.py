@@ -222,7 +222,7 @@ def paced_server(tmp_path_factory):
         "TWIN_PACED_INTERVAL": "0.01",
         "TWIN_PACED_TOKENS": str(TOKENS),
     }
-    with gunicorn(env, app="tests.plugins.paced_app:app", workers=2, threads=4) as url:
+    with gunicorn(env, app="tests.doubles.paced_app:app", workers=2, threads=4) as url:
         yield url
 
 

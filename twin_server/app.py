@@ -11,15 +11,23 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from twin_server import auth, cors, limits, observability, openai_compat, page, security, settings, streaming
-from twin_server.api import bp
-from twin_server.backends import KINDS, SELECTORS, BackendContext, BackendRegistry, check_protocol
-from twin_server.chat import ChatService
+from twin_server.http import auth
+from twin_server.http import cors
+from twin_server.quotas import policy as limits
+from twin_server.telemetry import wiring as observability
+from twin_server.http.openai import routes as openai_compat
+from twin_server.http import page
+from twin_server.http import headers as security
+from twin_server import config as settings
+from twin_server.http import streaming
+from twin_server.http.routes import bp
+from twin_server.backends.registry import KINDS, SELECTORS, BackendContext, BackendRegistry, check_protocol
+from twin_server.turn.chat import ChatService
 from twin_server.errors import ConfigurationError, LimitExceeded, StartupError
-from twin_server.plugins import call_per_plugin, get_plugin_manager
-from twin_server.problems import ErrorRegistry, Problem, core_registry
-from twin_server.resilience import OPERATIONS, WRAPPERS, Backends, RetryFactory, retry_config_for, timeout_for
-from twin_server.state import EXTENSION_KEY, TwinState, twin
+from twin_server.plugin_manager import call_per_plugin, get_plugin_manager
+from twin_server.error_registry import ErrorRegistry, Problem, core_registry
+from twin_server.backends.retrying import OPERATIONS, WRAPPERS, Backends, RetryFactory, retry_config_for, timeout_for
+from twin_server.app_state import EXTENSION_KEY, TwinState, twin
 
 log = logging.getLogger("twin_server")
 

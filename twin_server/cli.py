@@ -34,8 +34,8 @@ def main() -> None:
 @click.option("--debug", is_flag=True, help="Flask debug mode (reloader and debugger; never in production).")
 def serve(host: str, port: int, debug: bool) -> None:
     """Serve the twin with Flask's development server (use gunicorn in production)."""
-    from twin_server.logs import configure_logging
-    from twin_server.state import EXTENSION_KEY
+    from twin_server.telemetry.logs import configure_logging
+    from twin_server.app_state import EXTENSION_KEY
 
     configure_logging()
     app = _build_app()
@@ -49,10 +49,10 @@ def serve(host: str, port: int, debug: bool) -> None:
 @click.option("--session", "session_id", default=None, help="Continue this session id.")
 def chat(session_id: str | None) -> None:
     """Talk to the configured twin in the terminal (the same turn as POST /chat)."""
-    from twin_server.chat import new_session_id
+    from twin_server.turn.chat import new_session_id
     from twin_server.errors import TwinError
-    from twin_server.schemas import check_session_id
-    from twin_server.state import EXTENSION_KEY
+    from twin_server.http.schemas import check_session_id
+    from twin_server.app_state import EXTENSION_KEY
 
     app = _build_app()
     state = app.extensions[EXTENSION_KEY]
@@ -87,7 +87,7 @@ def chat(session_id: str | None) -> None:
 @main.command()
 def check() -> None:
     """Validate the configuration, the persona and the backends; exit non-zero on any problem."""
-    from twin_server.state import EXTENSION_KEY
+    from twin_server.app_state import EXTENSION_KEY
 
     app = _build_app()
     state = app.extensions[EXTENSION_KEY]
@@ -114,9 +114,9 @@ def check() -> None:
               help="Erase sessions untouched for more than this many seconds [default: TWIN_SESSION_TTL].")
 def sweep(max_age: float | None) -> None:
     """Erase expired conversations (TWIN_SESSION_TTL); run it from cron or a systemd timer."""
-    from twin_server import settings
+    from twin_server import config as settings
     from twin_server.errors import TwinError
-    from twin_server.state import EXTENSION_KEY
+    from twin_server.app_state import EXTENSION_KEY
 
     app = _build_app()
     store = app.extensions[EXTENSION_KEY].backends.storage
@@ -142,7 +142,7 @@ def sweep(max_age: float | None) -> None:
 def list_plugins() -> None:
     """List the discovered plugins and the backends each registers."""
     from twin_server.app import collect_backends
-    from twin_server.plugins import get_plugin_manager, plugin_distributions
+    from twin_server.plugin_manager import get_plugin_manager, plugin_distributions
 
     pm = get_plugin_manager()
     problems: list[str] = []

@@ -14,8 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from twin_aws.clients import make_client, operation_timeout, require_boto3, translate, translated
-from twin_server import settings
-from twin_server.accounting import report_usage
+from twin_server import config as settings
+from twin_server.telemetry.usage import report_usage
 from twin_server.errors import BackendError, BackendTimeout, ConfigurationError, HistoryTooLong, TwinError
 from twin_server.types import Message, Prompt
 

@@ -21,7 +21,7 @@ import functools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from twin_server import settings
+from twin_server import config as settings
 from twin_server.errors import (
     BackendError,
     BackendTimeout,

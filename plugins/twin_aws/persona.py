@@ -27,9 +27,9 @@ from twin_aws.clients import (
     require_boto3,
     translated,
 )
-from twin_server import settings
+from twin_server import config as settings
 from twin_server.errors import ConfigurationError, PersonaError, TransientError
-from twin_server.persona import is_persona_file, parse_persona
+from twin_server.persona_layout import is_persona_file, parse_persona
 from twin_server.types import Persona
 
 __all__ = ["S3PersonaSource"]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twin_aws.clients import join_key, make_client, operation_timeout, require_boto3, translated
-from twin_server import settings
+from twin_server import config as settings
 from twin_server.errors import BackendUnavailable, ConfigurationError, TransientError, TwinError
 
 __all__ = ["SecretsManagerProvider"]

@@ -45,7 +45,7 @@ from twin_aws.clients import (
     operation_timeout,
     translated,
 )
-from twin_server import settings
+from twin_server import config as settings
 from twin_server.errors import BackendError, BackendUnavailable, ConfigurationError, ValidationError
 from twin_server.types import Message
 

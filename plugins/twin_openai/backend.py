@@ -24,7 +24,7 @@ import openai
 from twin_openai.config import OpenAISettings
 from twin_openai.errors import API_KEY_SECRET
 from twin_openai.translate import ErrorTranslator
-from twin_server.accounting import report_usage
+from twin_server.telemetry.usage import report_usage
 from twin_server.errors import BackendError, BackendTimeout
 from twin_server.types import Prompt
 

@@ -25,15 +25,15 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
-from twin_server import sse
-from twin_server.api import json_body
-from twin_server.chat import new_session_id
+from twin_server.http import sse
+from twin_server.http.routes import json_body
+from twin_server.turn.chat import new_session_id
 from twin_server.errors import NotFound
-from twin_server.openai_schema import Completion, CompletionRequestSchema, completion_from
-from twin_server.problems import PROBLEM_TYPE_PREFIX, Problem
-from twin_server.schemas import check_session_id, load_body
-from twin_server.state import twin
-from twin_server.streaming import ReplyStream, error_document, event_stream, heartbeat_seconds, relay_events
+from twin_server.http.openai.schema import Completion, CompletionRequestSchema, completion_from
+from twin_server.error_registry import PROBLEM_TYPE_PREFIX, Problem
+from twin_server.http.schemas import check_session_id, load_body
+from twin_server.app_state import twin
+from twin_server.http.streaming import ReplyStream, error_document, event_stream, heartbeat_seconds, relay_events
 from twin_server.types import Persona, Prompt
 
 URL_PREFIX = "/v1"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, g, jsonify, request
 
 from twin_server.errors import NotReady, ValidationError
-from twin_server.chat import new_session_id
-from twin_server.schemas import chat_request_schema, check_session_id, load_body
-from twin_server.state import twin
+from twin_server.turn.chat import new_session_id
+from twin_server.http.schemas import chat_request_schema, check_session_id, load_body
+from twin_server.app_state import twin
 
 bp = Blueprint("twin_api", __name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from twin_server.schemas import valid_unicode
+from twin_server.http.schemas import valid_unicode
 from twin_server.types import Message, utcnow
 
 ROLES = ("system", "developer", "user", "assistant")

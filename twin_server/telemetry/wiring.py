@@ -16,11 +16,13 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
-from twin_server import accounting, logs, settings
+from twin_server.telemetry import usage as accounting
+from twin_server.telemetry import logs
+from twin_server import config as settings
 from twin_server.errors import ConfigurationError
-from twin_server.metrics import EXTENSION_KEY, Metrics, bp
+from twin_server.telemetry.metrics import EXTENSION_KEY, Metrics, bp
 from twin_server.retry import AttemptObserver
-from twin_server.state import twin
+from twin_server.app_state import twin
 
 UNMATCHED = "unmatched"
 

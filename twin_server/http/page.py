@@ -18,8 +18,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
-from twin_server import settings
-from twin_server.state import twin
+from twin_server import config as settings
+from twin_server.app_state import twin
 
 bp = Blueprint("twin_page", __name__)
 

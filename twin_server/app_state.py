@@ -9,9 +9,9 @@ from typing import Any
 import pluggy
 from flask import current_app
 
-from twin_server.chat import ChatService
-from twin_server.problems import ErrorRegistry
-from twin_server.resilience import Backends
+from twin_server.turn.chat import ChatService
+from twin_server.error_registry import ErrorRegistry
+from twin_server.backends.retrying import Backends
 
 EXTENSION_KEY = "twin_server"
 

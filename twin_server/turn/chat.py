@@ -7,8 +7,8 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 
-from twin_server.prompt import SystemPromptCache
-from twin_server.resilience import Backends
+from twin_server.turn.prompt import SystemPromptCache
+from twin_server.backends.retrying import Backends
 from twin_server.types import Message, Persona, Prompt, utcnow
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from twin_server import accounting
+from twin_server.telemetry import usage as accounting
 from twin_server.errors import ConfigurationError
 
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "log_request", "log_settings"]

@@ -8,7 +8,7 @@ end of the request it becomes one log line and a few metric samples.
 Token usage is a small, optional convention for LLM backends: after a call
 whose vendor reported usage, call::
 
-    from twin_server.accounting import report_usage
+    from twin_server.telemetry.usage import report_usage
     report_usage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
 
 Outside a request (the terminal chat, a script) it does nothing. This module

@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import Flask, Response
 
-from twin_server import settings
+from twin_server import config as settings
 from twin_server.errors import ConfigurationError
 
 HSTS = "max-age=31536000; includeSubDomains"

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from twin_server import settings
+from twin_server import config as settings
 from twin_server.errors import ConfigurationError
 from twin_server.retry import AttemptObserver, Retrier, RetryBudget, RetryConfig, tag
 from twin_server.types import Message, Persona, Prompt

@@ -45,10 +45,11 @@ from limits.errors import StorageError
 from limits.storage import Storage, storage_from_string
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from twin_server import limits_shm, limits_sqlite  # noqa: F401  (register the shm:// and sqlite:// storage schemes)
-from twin_server import settings
+from twin_server.quotas import shm_storage as limits_shm
+from twin_server.quotas import sqlite_storage as limits_sqlite  # noqa: F401  (register the shm:// and sqlite:// storage schemes)
+from twin_server import config as settings
 from twin_server.errors import BackendUnavailable, ConfigurationError, LimitExceeded
-from twin_server.state import EXTENSION_KEY
+from twin_server.app_state import EXTENSION_KEY
 
 __all__ = ["BudgetExhausted", "CHAT_PATHS", "RateLimit", "SessionAllowance", "check", "install"]
 

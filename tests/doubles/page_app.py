@@ -1,4 +1,4 @@
-"""The app the browser tests drive under gunicorn (``tests.plugins.page_app:app``).
+"""The app the browser tests drive under gunicorn (``tests.doubles.page_app:app``).
 
 The installed local plugin gives the filesystem store (``TWIN_DATA_DIR``) and
 the bundled example persona (Ada Quill); this module adds the ``page-test``

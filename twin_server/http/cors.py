@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from twin_server import settings
+from twin_server import config as settings
 
 EXTENSION_KEY = "twin_cors"
 

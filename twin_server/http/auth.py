@@ -27,9 +27,9 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import Unauthorized
 
-from twin_server import settings
+from twin_server import config as settings
 from twin_server.errors import ConfigurationError
-from twin_server.state import twin
+from twin_server.app_state import twin
 
 EXTENSION_KEY = "twin_auth"
 SECRET_PREFIX = "secret:"

@@ -28,7 +28,7 @@ from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
 
-from twin_server.accounting import RequestRecord
+from twin_server.telemetry.usage import RequestRecord
 
 EXTENSION_KEY = "twin_metrics"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

@@ -54,7 +54,7 @@ from urllib.parse import parse_qs
 from limits.errors import StorageError
 from limits.storage import Storage
 
-from twin_server.limits_sqlite import local_file
+from twin_server.quotas.sqlite_storage import local_file
 
 __all__ = ["DEFAULT_SLOTS", "PROBES", "SharedMemoryStorage", "TableFull"]
 

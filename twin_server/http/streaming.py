@@ -24,11 +24,12 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, stream_with_context
 
-from twin_server import settings, sse
-from twin_server.api import chat_request
-from twin_server.chat import ChatService, PreparedTurn
+from twin_server import config as settings
+from twin_server.http import sse
+from twin_server.http.routes import chat_request
+from twin_server.turn.chat import ChatService, PreparedTurn
 from twin_server.errors import ConfigurationError
-from twin_server.state import twin
+from twin_server.app_state import twin
 
 bp = Blueprint("twin_streaming", __name__)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from twin_server import Prompt, hookimpl, settings
+from twin_server import Prompt, hookimpl
+from twin_server import config as settings
 
 
 class PacedLLM:
