@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tests.moto_server import MotoServer
+from tests.doubles.moto_server import MotoServer
 from twin_aws.storage import S3ConversationStore
 from twin_local.storage import FilesystemStore
 from twin_server.types import Message

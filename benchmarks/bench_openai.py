@@ -42,7 +42,7 @@ WARMUP = 20
 def fake_server() -> Iterator[str]:
     """The fake server in a child process; yields its base URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_openai", "--no-record", "--reply", "Fine, thanks."],
+        [sys.executable, "-m", "tests.doubles.fake_openai", "--no-record", "--reply", "Fine, thanks."],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:

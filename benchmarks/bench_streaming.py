@@ -27,8 +27,8 @@ from pathlib import Path
 
 import requests
 
-from tests.servers import gunicorn
-from tests.sse_client import iter_events
+from tests.doubles.servers import gunicorn
+from tests.doubles.sse_client import iter_events
 
 INTERVAL = 0.02
 TOKENS = 5

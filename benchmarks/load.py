@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from tests.servers import ROOT, free_port, wait_until_up
+from tests.doubles.servers import ROOT, free_port, wait_until_up
 
 Body = Callable[[int, int], Mapping[str, object]]
 

@@ -9,7 +9,7 @@ import time
 import openai
 import pytest
 
-from tests.fake_openai import FakeOpenAI
+from tests.doubles.fake_openai import FakeOpenAI
 from twin_openai.translate import HISTORY_TOO_LONG
 from twin_server.app import create_app
 from twin_server.error_registry import PROBLEM_TYPE_PREFIX

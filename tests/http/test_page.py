@@ -10,7 +10,7 @@ import pytest
 
 from twin_server.errors import PersonaError, RateLimited, StartupError
 
-STATIC = Path(__file__).resolve().parent.parent / "twin_server" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "twin_server" / "static"
 ORIGIN = "https://me.example.com"
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.moto_server import aws, fail_first, moto_server, record_sends  # noqa: F401  (fixtures)
+from tests.doubles.moto_server import aws, fail_first, moto_server, record_sends  # noqa: F401  (fixtures)
 from twin_aws.storage import S3ConversationStore
 from twin_server.app import create_app
 from twin_server.errors import BackendError, ConfigurationError, ValidationError

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 import twin_openai
-from tests.fake_openai import FakeOpenAI
+from tests.doubles.fake_openai import FakeOpenAI
 from twin_openai.backend import OpenAIBackend
 from twin_server.backends.registry import BackendContext
 from twin_server.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigurationError

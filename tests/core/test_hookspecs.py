@@ -8,7 +8,7 @@ import pytest
 from twin_server import hookspecs
 
 HOOKS = [name for name, fn in vars(hookspecs).items() if inspect.isfunction(fn) and hasattr(fn, "twin_server_spec")]
-TESTS = "\n".join(p.read_text() for p in Path(__file__).parent.rglob("*.py") if p.name != Path(__file__).name)
+TESTS = "\n".join(p.read_text() for p in Path(__file__).parents[1].rglob("*.py") if p.name != Path(__file__).name)
 
 
 def test_there_are_hooks():

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.doubles.page_app import XSS_REPLY
-from tests.servers import ROOT, gunicorn
+from tests.doubles.servers import ROOT, gunicorn
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -10,8 +10,8 @@ import openai
 import pytest
 
 import twin_openai
-from tests.fake_openai import FakeOpenAI
-from tests.servers import free_port
+from tests.doubles.fake_openai import FakeOpenAI
+from tests.doubles.servers import free_port
 from twin_openai.errors import CredentialsRejected, QuotaExhausted
 from twin_openai.translate import HISTORY_TOO_LONG, retry_after_seconds
 from twin_server.backends.registry import BackendContext

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from tests.moto_server import aws, fail_first, moto_server, record_sends  # noqa: F401  (fixtures)
+from tests.doubles.moto_server import aws, fail_first, moto_server, record_sends  # noqa: F401  (fixtures)
 from twin_aws.persona import S3PersonaSource
 from twin_server.errors import BackendUnavailable, ConfigurationError, PersonaError
 

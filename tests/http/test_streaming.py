@@ -8,8 +8,8 @@ import time
 import pytest
 import requests
 
-from tests.servers import gunicorn
-from tests.sse_client import iter_events, parse
+from tests.doubles.servers import gunicorn
+from tests.doubles.sse_client import iter_events, parse
 from twin_server.errors import (
     BackendUnavailable,
     HistoryTooLong,

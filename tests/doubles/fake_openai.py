@@ -21,7 +21,7 @@ Any path other than ``/v1/chat/completions`` answers 404 unless scripted.
 
 Run alone (for a benchmark or a manual try), it serves until its stdin closes::
 
-    python -m tests.fake_openai [--port N] [--reply TEXT] [--no-record]   # prints its base URL
+    python -m tests.doubles.fake_openai [--port N] [--reply TEXT] [--no-record]   # prints its base URL
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ def _default_type(status: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.fake_openai", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.doubles.fake_openai", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--reply", default="Hello from the fake model.", help="the answer to every request")
     parser.add_argument("--no-record", action="store_true", help="do not keep the requests in memory")

@@ -13,8 +13,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from tests.moto_server import aws, moto_server, use_test_credentials  # noqa: F401  (fixtures)
-from tests.servers import ROOT
+from tests.doubles.moto_server import aws, moto_server, use_test_credentials  # noqa: F401  (fixtures)
+from tests.doubles.servers import ROOT
 from twin_aws.clients import join_key, translate
 from twin_server import errors
 from twin_server.app import create_app

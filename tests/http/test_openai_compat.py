@@ -6,8 +6,8 @@ import openai
 import pytest
 import requests
 
-from tests.servers import gunicorn
-from tests.sse_client import parse
+from tests.doubles.servers import gunicorn
+from tests.doubles.sse_client import parse
 from twin_server.errors import BackendUnavailable, RateLimited
 from twin_server.http.openai.schema import INSTRUCTIONS_PREFACE
 from twin_server.turn.prompt import build_system_prompt

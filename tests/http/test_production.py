@@ -17,7 +17,7 @@ import uuid
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import ROOT, free_port, gunicorn
+from tests.doubles.servers import ROOT, free_port, gunicorn
 from twin_local.persona import example_persona_dir
 
 SECRET = "sk-live-9d1e7c3b5a2f4680"

@@ -10,7 +10,7 @@ from botocore.exceptions import EventStreamError
 from botocore.stub import Stubber
 from hypothesis import given, strategies as st
 
-from tests.moto_server import use_test_credentials
+from tests.doubles.moto_server import use_test_credentials
 from tests.doubles.scripted import SCRIPTED_CONFIG
 from twin_aws.bedrock import BedrockLLM, converse_messages, supports_prompt_cache
 from twin_server.app import create_app

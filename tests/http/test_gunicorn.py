@@ -4,7 +4,7 @@ import concurrent.futures
 
 import requests
 
-from tests.servers import gunicorn
+from tests.doubles.servers import gunicorn
 
 
 def test_chat_through_gunicorn_with_several_workers(tmp_path):

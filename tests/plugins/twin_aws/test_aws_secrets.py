@@ -6,7 +6,7 @@ import logging
 import pytest
 from botocore.stub import Stubber
 
-from tests.moto_server import aws, moto_server, record_sends  # noqa: F401  (fixtures)
+from tests.doubles.moto_server import aws, moto_server, record_sends  # noqa: F401  (fixtures)
 from twin_aws.secrets import SecretsManagerProvider
 from twin_server import hookimpl
 from twin_server.app import create_app

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.moto_server import aws, moto_server  # noqa: F401  (fixtures)
+from tests.doubles.moto_server import aws, moto_server  # noqa: F401  (fixtures)
 from twin_local.persona import example_persona_dir
 from twin_server.app import create_app
 

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from tests.servers import ROOT
+from tests.doubles.servers import ROOT
 from twin_server.app import create_app
 from twin_server.cli import main
 from twin_server.errors import StartupError
