@@ -26,7 +26,7 @@ from pathlib import Path
 import requests
 
 import twin_openai
-from twin_server.backends.registry import BackendContext
+from twin_server import BackendContext
 from twin_server.types import Message, Persona, Prompt
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,15 +1,79 @@
 """twin-server: a digital twin of a person, served over HTTP.
 
-Kept light on purpose: plugin authors import ``hookimpl``, the errors and the
-value types from here without loading Flask's app or any backend SDK.
+This module is the whole public API for plugin authors and embedders, with
+``twin_server.errors`` (also re-exported here) and ``twin_server.testing`` (the
+contract kit). Everything else may move between releases. Kept light on
+purpose: importing it loads neither Flask nor any backend SDK.
 """
 
+from twin_server import errors
+from twin_server.backends.protocols import (
+    BackendContext,
+    ConversationStore,
+    LLMBackend,
+    PersonaSource,
+    SecretsProvider,
+)
+from twin_server.config import Settings
+from twin_server.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigurationError,
+    HistoryTooLong,
+    LimitExceeded,
+    NotFound,
+    NotReady,
+    PersonaError,
+    RateLimited,
+    StartupError,
+    TransientError,
+    TwinError,
+    ValidationError,
+)
 from twin_server.hookspecs import hookimpl
-from twin_server.types import Message, Persona, Prompt
+from twin_server.persona_layout import PERSONA_FILES, is_persona_file, parse_persona, select_persona_files
+from twin_server.retry import RetryConfig
+from twin_server.sessions import SESSION_ID_PATTERN, check_session_id, is_session_id, new_session_id
+from twin_server.telemetry.usage import report_usage
+from twin_server.types import Message, Persona, Prompt, utcnow
 
 __version__ = "0.1.0"
 
-__all__ = ["hookimpl", "Message", "Persona", "Prompt", "create_app", "__version__"]
+__all__ = [
+    # plugins
+    "hookimpl",
+    "BackendContext",
+    "Settings",
+    "RetryConfig",
+    "report_usage",
+    # protocols
+    "ConversationStore",
+    "LLMBackend",
+    "PersonaSource",
+    "SecretsProvider",
+    # value types
+    "Message",
+    "Persona",
+    "Prompt",
+    "utcnow",
+    # sessions
+    "SESSION_ID_PATTERN",
+    "check_session_id",
+    "is_session_id",
+    "new_session_id",
+    # the persona layout, for persona sources
+    "PERSONA_FILES",
+    "is_persona_file",
+    "parse_persona",
+    "select_persona_files",
+    # errors
+    "errors",
+    *errors.__all__,
+    # the app
+    "create_app",
+    "__version__",
+]
 
 
 def create_app(config_overrides=None, **kwargs):

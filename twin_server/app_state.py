@@ -9,9 +9,10 @@ from typing import Any
 import pluggy
 from flask import current_app
 
-from twin_server.turn.chat import ChatService
+from twin_server.backends.building import Backends
 from twin_server.error_registry import ErrorRegistry
-from twin_server.backends.retrying import Backends
+from twin_server.http.problems import Renderers
+from twin_server.turn.turn import Turns
 
 EXTENSION_KEY = "twin_server"
 
@@ -21,9 +22,13 @@ class TwinState:
     plugin_manager: pluggy.PluginManager
     backends: Backends
     errors: ErrorRegistry
-    chat: ChatService
-    max_message_chars: int
+    turns: Turns
+    renderers: Renderers
     registered: Mapping[str, list[Any]]
+
+    @property
+    def max_message_chars(self) -> int:
+        return self.turns.max_message_chars
 
 
 def twin() -> TwinState:

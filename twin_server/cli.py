@@ -11,12 +11,12 @@ import sys
 import click
 
 
-def _build_app():
+def _build_app(**options):
     from twin_server.app import create_app
     from twin_server.errors import StartupError
 
     try:
-        return create_app()
+        return create_app(**options)
     except StartupError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
@@ -49,19 +49,20 @@ def serve(host: str, port: int, debug: bool) -> None:
 @click.option("--session", "session_id", default=None, help="Continue this session id.")
 def chat(session_id: str | None) -> None:
     """Talk to the configured twin in the terminal (the same turn as POST /chat)."""
-    from twin_server.turn.chat import new_session_id
-    from twin_server.errors import TwinError
-    from twin_server.http.schemas import check_session_id
     from twin_server.app_state import EXTENSION_KEY
+    from twin_server.errors import TwinError
+    from twin_server.sessions import check_session_id, new_session_id
+    from twin_server.turn.turn import TurnRequest
 
     app = _build_app()
-    state = app.extensions[EXTENSION_KEY]
+    turns = app.extensions[EXTENSION_KEY].turns
     try:
         session_id = check_session_id(session_id) if session_id else new_session_id()
-        persona = state.chat.persona()
+        persona = turns.persona()
     except TwinError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"You are talking to the twin of {persona.full_name} (session {session_id}). Ctrl-D to quit.")
+    speaker = f"{persona.full_name.split()[0].lower()}> "
     while True:
         try:
             text = click.prompt("you", prompt_suffix="> ", default="", show_default=False)
@@ -70,17 +71,18 @@ def chat(session_id: str | None) -> None:
             return
         if not text.strip():
             continue
+        reply = None
         try:
-            turn = state.chat.prepare(session_id, text)
-            click.echo(f"{persona.full_name.split()[0].lower()}> ", nl=False)
-            pieces = []
-            for piece in state.chat.stream(turn):
-                pieces.append(piece)
+            reply = turns.prepare(TurnRequest(session_id, text)).stream()
+            click.echo(speaker, nl=False)
+            for piece in reply:
                 click.echo(piece, nl=False)
             click.echo()
-            if not state.chat.finish(turn, "".join(pieces)):
+            if reply.finish(complete=True).history_saved is False:
                 click.echo("(this turn could not be saved; see the log)", err=True)
         except TwinError as exc:
+            if reply is not None:
+                reply.finish(complete=False)
             click.echo(f"\n[error] {type(exc).__name__}: {exc}", err=True)
 
 
@@ -89,13 +91,13 @@ def check() -> None:
     """Validate the configuration, the persona and the backends; exit non-zero on any problem."""
     from twin_server.app_state import EXTENSION_KEY
 
-    app = _build_app()
+    app = _build_app(warm_up=False)  # the persona is probed below, once, with its precise message
     state = app.extensions[EXTENSION_KEY]
     failures = 0
     for kind, name in state.backends.names().items():
         click.echo(f"{kind:8} {name}")
     checks = {
-        "persona": lambda: f"{state.chat.persona().full_name}",
+        "persona": lambda: f"{state.turns.persona().full_name}",
         "storage": lambda: f"{len(state.backends.storage.load('twin-server-check', 1))} messages in a probe session",
     }
     for label, probe in checks.items():
@@ -141,7 +143,7 @@ def sweep(max_age: float | None) -> None:
 @main.command("plugins")
 def list_plugins() -> None:
     """List the discovered plugins and the backends each registers."""
-    from twin_server.app import collect_backends
+    from twin_server.backends.building import collect_backends
     from twin_server.plugin_manager import get_plugin_manager, plugin_distributions
 
     pm = get_plugin_manager()

@@ -1,4 +1,4 @@
-"""Typed reads of the app config, and the defaults of every core setting.
+"""The one config reader: typed reads of the app config, and the defaults of every core setting.
 
 Config keys are the environment names without ``TWIN_`` (``TWIN_DATA_DIR`` →
 ``DATA_DIR``); Flask's ``from_prefixed_env`` JSON-decodes values that parse,
@@ -12,19 +12,14 @@ from typing import Any
 
 from twin_server.errors import ConfigurationError
 
-#: Core settings and their defaults (plugins document their own).
+__all__ = ["DEFAULTS", "Settings", "get_bool", "get_float", "get_int", "get_list", "get_str"]
+
+#: Core settings and their defaults (plugins document their own). The backend selectors and
+#: their timeouts come from the table of backend kinds (``twin_server.backends.kinds``).
 DEFAULTS: dict[str, Any] = {
-    "STORAGE": "filesystem",
-    "PERSONA": "filesystem",
-    "SECRETS": "env",
-    "LLM": "offline",
     "HISTORY_WINDOW": 20,
     "MAX_MESSAGE_CHARS": 4000,
     "MAX_CONTENT_LENGTH": 64 * 1024,
-    "LLM_TIMEOUT": 60.0,
-    "STORAGE_TIMEOUT": 5.0,
-    "PERSONA_TIMEOUT": 5.0,
-    "SECRETS_TIMEOUT": 5.0,
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -80,3 +75,35 @@ def get_list(config: Mapping[str, Any], key: str) -> list[str]:
         return []
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     return [str(item).strip() for item in items if str(item).strip()]
+
+
+class Settings:
+    """A read-only view of the app config with typed getters, for the core and for plugins.
+
+    ``context.settings.get_int("S3_CHUNK_MESSAGES", default=50, minimum=1)`` reads
+    ``TWIN_S3_CHUNK_MESSAGES``; a bad value raises ``ConfigurationError`` with the
+    same wording everywhere ("TWIN_S3_CHUNK_MESSAGES must be a whole number, not 'x'").
+    """
+
+    __slots__ = ("config",)
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = config
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.config
+
+    def get_str(self, key: str, default: str | None = None) -> str | None:
+        return get_str(self.config, key, default)
+
+    def get_int(self, key: str, default: int | None = None, *, minimum: int | None = None) -> int | None:
+        return get_int(self.config, key, default, minimum=minimum)
+
+    def get_float(self, key: str, default: float | None = None, *, minimum: float | None = None) -> float | None:
+        return get_float(self.config, key, default, minimum=minimum)
+
+    def get_bool(self, key: str, default: bool = False) -> bool:
+        return get_bool(self.config, key, default)
+
+    def get_list(self, key: str) -> list[str]:
+        return get_list(self.config, key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from werkzeug.exceptions import HTTPException
@@ -19,13 +20,6 @@ from werkzeug.exceptions import HTTPException
 from twin_server import errors
 
 PROBLEM_TYPE_PREFIX = "urn:twin-server:problem:"
-
-OPERATION_NAMES = {
-    "llm": "the language model",
-    "storage": "the conversation store",
-    "persona": "the persona",
-    "secrets": "the secrets provider",
-}
 
 _SERVER_SENTENCES = {
     500: "{op} failed; the server log has the details.",
@@ -73,8 +67,10 @@ def _slug(cls: type) -> str:
 class ErrorRegistry:
     """Exception class → status, filled by the core and by plugins' ``register_errors``."""
 
-    def __init__(self) -> None:
+    def __init__(self, operation_names: Mapping[str, str] | None = None) -> None:
         self._entries: dict[type[BaseException], ErrorEntry] = {}
+        #: operation → how a 5xx problem names it ("the conversation store"), from the table of backend kinds.
+        self.operation_names: Mapping[str, str] = dict(operation_names or {})
 
     def register(self, exc_class: type[BaseException], status: int | None, title: str | None = None) -> None:
         if not (isinstance(exc_class, type) and issubclass(exc_class, BaseException)):
@@ -107,7 +103,7 @@ class ErrorRegistry:
             status = entry.status or 500
             title = entry.title or _default_title(entry.exc_class)
             kind = PROBLEM_TYPE_PREFIX + entry.slug
-            detail = str(exc) if status < 500 and str(exc) else _server_sentence(status, exc)
+            detail = str(exc) if status < 500 and str(exc) else self._server_sentence(status, exc)
             if status < 500 and getattr(exc, "messages", None):
                 extras["errors"] = exc.messages
         retry_after = getattr(exc, "retry_after", None)
@@ -115,9 +111,16 @@ class ErrorRegistry:
             headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
             extras["retry_after"] = int(headers["Retry-After"])
         operation = getattr(exc, "operation", None)
-        if operation in OPERATION_NAMES and status >= 500:
+        if operation in self.operation_names and status >= 500:
             extras["operation"] = operation
         return Problem(status, title, detail, kind, headers, exc, extras)
+
+    def _server_sentence(self, status: int, exc: BaseException) -> str:
+        op = self.operation_names.get(getattr(exc, "operation", None) or "")
+        if op is None:
+            return "The server could not complete the request; the server log has the details."
+        sentence = _SERVER_SENTENCES.get(status, _SERVER_SENTENCES[500]).format(op=op)
+        return sentence[:1].upper() + sentence[1:]
 
 
 def _default_title(cls: type) -> str:
@@ -125,19 +128,9 @@ def _default_title(cls: type) -> str:
     return words[:1].upper() + words[1:].lower()
 
 
-def _server_sentence(status: int, exc: BaseException) -> str:
-    operation = getattr(exc, "operation", None)
-    op = OPERATION_NAMES.get(operation or "")
-    if op is None:
-        return "The server could not complete the request; the server log has the details."
-    template = _SERVER_SENTENCES.get(status, _SERVER_SENTENCES[500])
-    sentence = template.format(op=op)
-    return sentence[:1].upper() + sentence[1:]
-
-
-def core_registry() -> ErrorRegistry:
+def core_registry(operation_names: Mapping[str, str] | None = None) -> ErrorRegistry:
     """The registry with the core's own mappings; plugins add theirs on top."""
-    registry = ErrorRegistry()
+    registry = ErrorRegistry(operation_names)
     for exc_class, status, title in (
         (Exception, 500, "Internal server error"),
         (HTTPException, None, None),

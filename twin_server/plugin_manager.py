@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pluggy
 
@@ -46,12 +48,42 @@ def plugin_distributions(pm: pluggy.PluginManager) -> dict[str, str]:
     return found
 
 
-def call_per_plugin(pm: pluggy.PluginManager, hook_name: str, make_register) -> None:
-    """Call ``hook_name`` on each plugin with a ``register`` bound to that plugin's name.
+class Register:
+    """The ``register`` callback a ``register_*`` hook is called with, through pluggy.
 
-    The registries need to know *which* plugin registered a name so that a
-    clash can name both; ``make_register(plugin_name)`` returns the callback.
+    The hook is called once, as ``pm.hook.<name>(register=...)``, so pluggy's
+    wrappers (``wrapper=True``, ``hookwrapper=True``) and tracing see it like any
+    other call. Which plugin is calling ``register`` is found from the call
+    stack: the nearest frame running one of the hook's implementations. That is
+    how a clash of names can say which two plugins registered it.
+    ``registered`` is what was registered so far, for a plugin that wraps others'.
     """
+
+    def __init__(self, caller: pluggy.HookCaller, add: Callable[..., None], registered: Callable[[], Any] = dict) -> None:
+        self._owners = {impl.function.__code__: impl.plugin_name for impl in caller.get_hookimpls()}
+        self._add = add
+        self._registered = registered
+
+    @property
+    def registered(self) -> Any:
+        return self._registered()
+
+    def calling_plugin(self) -> str:
+        frame = sys._getframe(1)
+        while frame is not None:
+            owner = self._owners.get(frame.f_code)
+            if owner is not None:
+                return owner
+            frame = frame.f_back
+        return "unknown plugin"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self._add(*args, plugin=self.calling_plugin(), **kwargs)
+
+
+def call_register_hook(
+    pm: pluggy.PluginManager, hook_name: str, add: Callable[..., None], registered: Callable[[], Any] = dict
+) -> None:
+    """Call a ``register_*`` hook through pluggy; ``add(..., plugin=name)`` receives each registration."""
     caller = getattr(pm.hook, hook_name)
-    for impl in caller.get_hookimpls():
-        impl.function(register=make_register(impl.plugin_name))
+    caller(register=Register(caller, add, registered))

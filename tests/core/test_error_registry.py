@@ -6,6 +6,7 @@ import pytest
 
 from twin_server import errors, hookimpl
 from twin_server.errors import StartupError
+from twin_server.backends.kinds import operation_names
 from twin_server.error_registry import ErrorRegistry, core_registry
 
 
@@ -40,11 +41,11 @@ class QuotaError(errors.BackendUnavailable):
     ],
 )
 def test_core_statuses(exc, status):
-    assert core_registry().resolve(exc).status == status
+    assert core_registry(operation_names()).resolve(exc).status == status
 
 
 def test_most_specific_class_wins_whatever_the_registration_order():
-    registry = core_registry()
+    registry = core_registry(operation_names())
     registry.register(MoreSpecific, 418)
     registry.register(PluginError, 409)
     assert registry.resolve(MoreSpecific()).status == 418
@@ -56,7 +57,7 @@ def test_most_specific_class_wins_whatever_the_registration_order():
 
 
 def test_rate_limited_sets_retry_after_rounded_up():
-    problem = core_registry().resolve(errors.RateLimited("slow", retry_after=2.1))
+    problem = core_registry(operation_names()).resolve(errors.RateLimited("slow", retry_after=2.1))
     assert problem.headers["Retry-After"] == "3"
     assert problem.extras["retry_after"] == 3
 
@@ -64,13 +65,13 @@ def test_rate_limited_sets_retry_after_rounded_up():
 def test_server_errors_never_show_the_exception_text():
     exc = errors.BackendUnavailable("connection to 10.0.0.5 failed: key sk-live-123 at /srv/secret/path")
     exc.operation = "llm"
-    problem = core_registry().resolve(exc)
+    problem = core_registry(operation_names()).resolve(exc)
     assert problem.detail == "The language model is unavailable; try again later."
     assert "sk-live" not in str(problem.document("r")) and "/srv" not in str(problem.document("r"))
 
 
 def test_client_errors_show_their_message():
-    assert core_registry().resolve(errors.ValidationError("Message too long.")).detail == "Message too long."
+    assert core_registry(operation_names()).resolve(errors.ValidationError("Message too long.")).detail == "Message too long."
 
 
 @pytest.mark.parametrize("bad", [(object, 400), (ValueError, 200), (ValueError, "400"), (ValueError, 600)])

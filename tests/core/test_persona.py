@@ -13,7 +13,8 @@ import pytest
 import twin_local
 import twin_local.persona as fs_persona
 from twin_local.persona import FilesystemPersonaSource, example_persona_dir
-from twin_server.backends.registry import BackendContext, PersonaSource, check_protocol
+from twin_server import BackendContext, PersonaSource
+from twin_server.backends.registry import check_protocol
 from twin_server.errors import PersonaError
 from twin_server.persona_layout import PERSONA_FILES, is_persona_file, parse_persona, select_persona_files
 from twin_server.types import Persona

@@ -112,7 +112,7 @@ def test_budget_resets_the_next_utc_day():
 
 def test_caps_and_budget_are_unlimited_by_default(scripted_app, scripted):
     app = scripted_app(RATE_LIMIT="off")
-    assert app.extensions["twin_server"].chat.guards == []
+    assert app.extensions["twin_server"].turns.guards == []
     client = app.test_client()
     assert {chat(client, "x" * 3000, "visitor-0001").status_code for _ in range(50)} == {200}
 

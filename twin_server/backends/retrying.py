@@ -1,9 +1,9 @@
 """Every backend call goes through here: the core's retry, deadline and budget per operation.
 
-``Backends`` holds the four selected backends of one app, each behind a
-wrapper that runs its calls through a ``Retrier`` built from the operation's
-policy (``retry_policy`` hook, then ``TWIN_RETRY_*`` / ``TWIN_RETRY_<KIND>_*``
-settings) and deadline (``TWIN_<KIND>_TIMEOUT``).
+Each selected backend sits behind a wrapper that runs its calls through a
+``Retrier`` built from the operation's policy (``retry_policy`` hook, then
+``TWIN_RETRY_*`` / ``TWIN_RETRY_<KIND>_*`` settings) and deadline
+(``TWIN_<KIND>_TIMEOUT``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from twin_server.errors import ConfigurationError
 from twin_server.retry import AttemptObserver, Retrier, RetryBudget, RetryConfig, tag
 from twin_server.types import Message, Persona, Prompt
 
-OPERATIONS: tuple[str, ...] = ("storage", "persona", "secrets", "llm")
+__all__ = [
+    "RetryFactory", "RetryingLLM", "RetryingPersona", "RetryingSecrets", "RetryingStore", "retry_config_for", "timeout_for",
+]
 
 _FIELDS = {
     "MAX_ATTEMPTS": ("max_attempts", settings.get_int),
@@ -121,19 +123,3 @@ def _chain(head: list[str], rest: Iterator[str], retrier: Retrier) -> Iterator[s
     except Exception as exc:
         tag(exc, retrier.operation, retrier.backend)
         raise
-
-
-WRAPPERS = {"storage": RetryingStore, "persona": RetryingPersona, "secrets": RetryingSecrets, "llm": RetryingLLM}
-
-
-@dataclasses.dataclass
-class Backends:
-    """The selected backends of one app, each behind the core's retry."""
-
-    storage: RetryingStore
-    persona: RetryingPersona
-    secrets: RetryingSecrets
-    llm: RetryingLLM
-
-    def names(self) -> dict[str, str]:
-        return {kind: getattr(self, kind).name for kind in OPERATIONS}

@@ -94,7 +94,7 @@ def index() -> Response:
 def profile() -> Response:
     """Who the page is about: ``{"name", "intro", "model"}`` (a problem document if the persona fails)."""
     state = twin()
-    persona = state.chat.persona()
+    persona = state.turns.persona()
     response = jsonify(name=persona.full_name, intro=persona.intro, model=state.backends.names()["llm"])
     response.headers["Cache-Control"] = "no-cache"
     return response

@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify
 
-from twin_server.errors import NotReady, ValidationError
-from twin_server.turn.chat import new_session_id
-from twin_server.http.schemas import chat_request_schema, check_session_id, load_body
 from twin_server.app_state import twin
+from twin_server.errors import NotReady
+from twin_server.http.schemas import chat_request
+from twin_server.sessions import check_session_id
 
 bp = Blueprint("twin_api", __name__)
 
 READINESS_PROBE_SESSION = "readiness-probe"
 
 
-def json_body() -> object:
-    """The decoded JSON body; Werkzeug's 415/400 when it is not JSON, 400 when nested too deeply."""
-    try:
-        return request.get_json()
-    except RecursionError:  # json's decoder gives up on [[[[... thousands deep; the body is the client's
-        raise ValidationError("The JSON body is nested too deeply.") from None
-
-
-def chat_request() -> tuple[str, str]:
-    """Validate a chat body; returns (session_id, message)."""
-    state = twin()
-    data = load_body(chat_request_schema(state.max_message_chars), json_body())
-    session_id = data["session_id"] or new_session_id()
-    g.session_id = session_id
-    return session_id, data["message"]
-
-
 @bp.post("/chat")
 def chat() -> Response:
-    session_id, message = chat_request()
-    result = twin().chat.turn(session_id, message)
+    result = twin().turns.run(chat_request())
     return jsonify(
         response=result.response,
         session_id=result.session_id,
@@ -66,7 +48,7 @@ def health() -> Response:
 def ready() -> Response:
     state = twin()
     try:
-        persona = state.chat.persona()
+        persona = state.turns.persona()
         state.backends.storage.load(READINESS_PROBE_SESSION, 1)
     except Exception as exc:
         not_ready = NotReady("not ready")

@@ -1,24 +1,26 @@
-"""Request validation: marshmallow schemas and the session-id rule."""
+"""Request bodies: the JSON decoding every route shares, and the marshmallow schemas."""
 
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any
 
+from flask import g, request
 from marshmallow import RAISE, Schema, fields, validate
 from marshmallow import ValidationError as MarshmallowError
 
+from twin_server.app_state import twin
 from twin_server.errors import ValidationError
+from twin_server.sessions import SESSION_ID_RULE, is_session_id, new_session_id
+from twin_server.turn.turn import TurnRequest
 
-SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
-SESSION_ID_RULE = "session_id must be 8 to 128 characters of A-Z, a-z, 0-9, '_' and '-'"
 
-
-def check_session_id(value: object) -> str:
-    if not isinstance(value, str) or SESSION_ID.fullmatch(value) is None:
-        raise ValidationError(SESSION_ID_RULE)
-    return value
+def json_body() -> object:
+    """The decoded JSON body; Werkzeug's 415/400 when it is not JSON, 400 when nested too deeply."""
+    try:
+        return request.get_json()
+    except RecursionError:  # json's decoder gives up on [[[[... thousands deep; the body is the client's
+        raise ValidationError("The JSON body is nested too deeply.") from None
 
 
 def _not_blank(value: str) -> None:
@@ -35,7 +37,7 @@ def valid_unicode(value: str) -> None:
 
 
 def _session_id(value: str) -> None:
-    if SESSION_ID.fullmatch(value) is None:
+    if not is_session_id(value):
         raise MarshmallowError(SESSION_ID_RULE)
 
 
@@ -73,3 +75,11 @@ def load_body(schema: Schema, body: object) -> dict[str, Any]:
         error = ValidationError("The request body is invalid.")
         error.messages = exc.messages
         raise error from exc
+
+
+def chat_request() -> TurnRequest:
+    """The turn a ``POST /chat`` or ``/chat/stream`` body asks for (a new session when it names none)."""
+    data = load_body(chat_request_schema(twin().turns.max_message_chars), json_body())
+    session_id = data["session_id"] or new_session_id()
+    g.session_id = session_id
+    return TurnRequest(session_id, data["message"])

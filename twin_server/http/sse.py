@@ -1,9 +1,13 @@
-"""Server-Sent Events plumbing: encoding events, and a relay that wakes up for heartbeats.
+"""Server-Sent Events plumbing shared by every streaming route.
 
-An LLM's iterator blocks until its next piece, so a stream that must send a
-keep-alive comment while it waits cannot read the iterator itself.
-``Relay`` reads it on a daemon thread into a queue, and its consumer wakes up
-every ``heartbeat`` seconds of silence to say so (by yielding ``None``).
+Encoding events; the streaming response, which finishes its turn when the
+server closes it; the loop that turns a reply's pieces into events with
+heartbeats; and a relay that wakes up for heartbeats. An LLM's iterator blocks
+until its next piece, so a stream that must send a keep-alive comment while it
+waits cannot read the iterator itself: ``Relay`` reads it on a daemon thread
+into a queue, and its consumer wakes up every ``heartbeat`` seconds of silence
+to say so (by yielding ``None``). ``TWIN_SSE_HEARTBEAT`` (default 15 seconds,
+0 turns it off) sets that interval.
 """
 
 from __future__ import annotations
@@ -11,8 +15,13 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any
+
+from flask import Response, stream_with_context
+
+from twin_server import config as settings
+from twin_server.errors import ConfigurationError
 
 CONTENT_TYPE = "text/event-stream"  # Werkzeug adds "; charset=utf-8"
 #: Headers every event stream sends: no caching, and no buffering by nginx-like proxies.
@@ -27,6 +36,53 @@ def encode(data: Any, event: str | None = None) -> str:
     return f"event: {event}\ndata: {payload}\n\n" if event else f"data: {payload}\n\n"
 
 
+HEARTBEAT_SETTING = "SSE_HEARTBEAT"
+DEFAULT_HEARTBEAT = 15.0
+
+
+def heartbeat_seconds(config: Mapping[str, Any]) -> float:
+    """``TWIN_SSE_HEARTBEAT``; ConfigurationError when it is not a number ≥ 0."""
+    return settings.get_float(config, HEARTBEAT_SETTING, DEFAULT_HEARTBEAT, minimum=0)
+
+
+def check(config: Mapping[str, Any]) -> list[str]:
+    """The problem with ``TWIN_SSE_HEARTBEAT``, for ``create_app``'s StartupError."""
+    try:
+        heartbeat_seconds(config)
+    except ConfigurationError as exc:
+        return [str(exc)]
+    return []
+
+
+def event_response(events: Iterator[str], on_close: Callable[[], object]) -> Response:
+    """The streaming response. The WSGI server closes it however it ends (PEP 3333), also when the
+    client has gone; ``on_close`` then finishes the turn (as incomplete, unless it already was)."""
+    response = Response(stream_with_context(events), mimetype=CONTENT_TYPE, headers=HEADERS)
+    response.call_on_close(on_close)
+    return response
+
+
+def relay_events(
+    reply: Any,
+    piece_event: Callable[[str], str],
+    error_event: Callable[[Exception], str],
+) -> Generator[str, None, bool]:
+    """A streamed reply's pieces as events, with heartbeats; returns True when it ended normally.
+
+    When the LLM fails mid-stream, the partial turn is finished incomplete and
+    ``error_event``'s event is the last. After a normal end the caller finishes
+    the turn; a stream closed early is finished by ``event_response``'s ``on_close``.
+    """
+    try:
+        for piece in reply:
+            yield HEARTBEAT if piece is None else piece_event(piece)
+    except Exception as exc:
+        reply.finish(complete=False)
+        yield error_event(exc)
+        return False
+    return True
+
+
 _PIECE, _END, _ERROR = "piece", "end", "error"
 
 
@@ -39,7 +95,7 @@ class Relay:
     piece it is waiting for; the reader closes the source, whatever the ending.
     """
 
-    def __init__(self, source: Iterator[str], heartbeat: float | None) -> None:
+    def __init__(self, source: Iterable[str], heartbeat: float | None) -> None:
         self._source = source
         self._heartbeat = heartbeat or None
         self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()

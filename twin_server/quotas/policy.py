@@ -155,7 +155,7 @@ class RateLimit:
 
 
 class SessionAllowance:
-    """The ``ChatService`` guard: per-session caps, then the daily budget, before the LLM call.
+    """The turn's guard: per-session caps, then the daily budget, before the LLM call.
 
     Reads first and counts only a turn that passes every check, so a refused
     message costs the visitor nothing. Concurrent turns of one session may
@@ -226,4 +226,4 @@ def install(app: Flask) -> None:
         app.before_request(RateLimit(items, storage).check)
     if any(value is not None for value in caps.values()):
         allowance = SessionAllowance(storage, session_ttl=_optional_int(config, "SESSION_TTL"), **caps)
-        state.chat.guards.append(allowance)
+        state.turns.guards.append(allowance)

@@ -1,1 +1,1 @@
-"""twin_server.turn."""
+"""The chat turn and the system prompt it is built on."""

@@ -6,6 +6,8 @@ import threading
 from datetime import datetime, timezone
 
 import pytest
+
+from twin_server.turn.turn import TurnRequest
 from botocore.exceptions import EventStreamError
 from botocore.stub import Stubber
 from hypothesis import given, strategies as st
@@ -159,8 +161,8 @@ def test_a_streamed_reply(app, stub, scripted):
     events = add_stream(stub, {"messageStart": {"role": "assistant"}}, delta("I "), delta("test "), delta("things."),
                         {"messageStop": {"stopReason": "end_turn"}})
     state = app.extensions["twin_server"]
-    turn = state.chat.prepare("stream-session", "What do you do?")
-    pieces = list(state.chat.stream(turn))
+    turn = state.turns.prepare(TurnRequest("stream-session", "What do you do?"))
+    pieces = list(turn.stream())
     assert pieces == ["I ", "test ", "things."]
     assert events.closed
 
@@ -169,7 +171,7 @@ def test_a_throttled_stream_is_retried_until_its_first_piece(app, stub, clock):
     add_stream(stub, {"throttlingException": {"message": "slow down"}})
     add_stream(stub, delta("fine"))
     state = app.extensions["twin_server"]
-    assert list(state.chat.stream(state.chat.prepare("stream-session", "hi"))) == ["fine"]
+    assert list(state.turns.prepare(TurnRequest("stream-session", "hi")).stream()) == ["fine"]
     assert len(clock.sleeps) == 1
 
 
@@ -177,7 +179,7 @@ def test_an_error_after_the_first_piece_reaches_the_caller(app, stub):
     broken = EventStreamError({"Error": {"Code": "throttlingException", "Message": "slow"}}, "ConverseStream")
     add_stream(stub, delta("I "), broken)
     state = app.extensions["twin_server"]
-    pieces = state.chat.stream(state.chat.prepare("stream-session", "hi"))
+    pieces = iter(state.turns.prepare(TurnRequest("stream-session", "hi")).stream())
     assert next(pieces) == "I "
     with pytest.raises(RateLimited):
         next(pieces)
@@ -313,10 +315,10 @@ def test_token_usage_is_reported_for_replies_and_streams(app, stub):
                {"metadata": {"usage": {"inputTokens": 7, "outputTokens": 2, "totalTokens": 9}, "metrics": {"latencyMs": 1}}})
     record = accounting.start("bedrock-usage")
     try:
-        state.chat.turn("usage-session", "What do you do?")
+        state.turns.run(TurnRequest("usage-session", "What do you do?"))
         assert (record.input_tokens, record.output_tokens) == (10, 3)
-        turn = state.chat.prepare("usage-session", "And then?")
-        assert list(state.chat.stream(turn)) == ["fine"]
+        turn = state.turns.prepare(TurnRequest("usage-session", "And then?"))
+        assert list(turn.stream()) == ["fine"]
     finally:
         accounting.stop()
     assert (record.input_tokens, record.output_tokens) == (17, 5)

@@ -6,7 +6,8 @@ import pytest
 
 import twin_local
 from twin_local.secrets import EnvSecrets
-from twin_server.backends.registry import BackendContext, SecretsProvider, check_protocol
+from twin_server import BackendContext, SecretsProvider
+from twin_server.backends.registry import check_protocol
 from twin_server.errors import ConfigurationError
 
 NAME = "TWIN_TEST_SECRET_XYZ"

@@ -20,7 +20,7 @@ import pytest
 
 from twin_local import storage
 from twin_local.storage import FilesystemStore
-from twin_server.backends.registry import ConversationStore
+from twin_server import ConversationStore
 from twin_server.errors import BackendUnavailable, ValidationError
 from twin_server.types import Message
 

@@ -10,7 +10,8 @@ import twin_local
 from twin_local.offline import NOT_COVERED, NOTHING_MORE, OfflineLLM
 from twin_local.passages import build_passages, query_terms, stem
 from twin_local.persona import FilesystemPersonaSource, example_persona_dir
-from twin_server.backends.registry import BackendContext, LLMBackend, check_protocol
+from twin_server import BackendContext, LLMBackend
+from twin_server.backends.registry import check_protocol
 from twin_server.errors import ConfigurationError
 from twin_server.turn.prompt import build_system_prompt
 from twin_server.types import Message, Persona, Prompt

@@ -9,6 +9,8 @@ import time
 import openai
 import pytest
 
+from twin_server.turn.turn import TurnRequest
+
 from tests.doubles.fake_openai import FakeOpenAI
 from twin_openai.translate import HISTORY_TOO_LONG
 from twin_server.app import create_app
@@ -144,8 +146,8 @@ def test_a_stream_is_retried_until_its_first_piece(openai_app, server):
     server.stream(["I build ", "boats."])
     state = app.extensions[EXTENSION_KEY]
     with app.test_request_context():
-        turn = state.chat.prepare("stream-session", "What do you do?")
-        assert list(state.chat.stream(turn)) == ["I build ", "boats."]
+        turn = state.turns.prepare(TurnRequest("stream-session", "What do you do?"))
+        assert list(turn.stream()) == ["I build ", "boats."]
     assert len(server.requests) == 2 and all(r.json["stream"] for r in server.requests)
 
 

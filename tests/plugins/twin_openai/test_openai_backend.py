@@ -11,7 +11,7 @@ import pytest
 import twin_openai
 from tests.doubles.fake_openai import FakeOpenAI
 from twin_openai.backend import OpenAIBackend
-from twin_server.backends.registry import BackendContext
+from twin_server import BackendContext
 from twin_server.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigurationError
 from twin_server.types import Message, Persona, Prompt
 

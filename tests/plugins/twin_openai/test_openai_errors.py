@@ -14,7 +14,7 @@ from tests.doubles.fake_openai import FakeOpenAI
 from tests.doubles.servers import free_port
 from twin_openai.errors import CredentialsRejected, QuotaExhausted
 from twin_openai.translate import HISTORY_TOO_LONG, retry_after_seconds
-from twin_server.backends.registry import BackendContext
+from twin_server import BackendContext
 from twin_server.errors import (
     BackendError,
     BackendTimeout,

@@ -23,75 +23,29 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify
 
-from twin_server.http import sse
-from twin_server.http.routes import json_body
-from twin_server.turn.chat import new_session_id
-from twin_server.errors import NotFound
-from twin_server.http.openai.schema import Completion, CompletionRequestSchema, completion_from
-from twin_server.error_registry import PROBLEM_TYPE_PREFIX, Problem
-from twin_server.http.schemas import check_session_id, load_body
 from twin_server.app_state import twin
-from twin_server.http.streaming import ReplyStream, error_document, event_stream, heartbeat_seconds, relay_events
+from twin_server.errors import NotFound
+from twin_server.http import sse
+from twin_server.http.openai.errors import OpenAIErrors
+from twin_server.http.openai.schema import Completion, CompletionRequestSchema, completion_from
+from twin_server.http.schemas import json_body, load_body
+from twin_server.sessions import check_session_id, new_session_id
+from twin_server.turn.turn import StreamedReply, TurnRequest
 from twin_server.types import Persona, Prompt
 
 URL_PREFIX = "/v1"
 EXTENSION_KEY = "twin_openai_compat"
 OWNER = "twin-server"
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    429: "rate_limit_error",
-}
 
 bp = Blueprint("twin_openai_compat", __name__, url_prefix=URL_PREFIX)
 
 
 def install(app: Flask) -> None:
     app.extensions[EXTENSION_KEY] = {"created": int(time.time())}
+    app.extensions["twin_server"].renderers.register(URL_PREFIX, OpenAIErrors())
     app.register_blueprint(bp)
-
-
-# --- errors ---------------------------------------------------------------------
-
-
-def is_openai_request() -> bool:
-    """True for a request under ``/v1`` (matched or not), whose errors take OpenAI's envelope."""
-    return request.path == URL_PREFIX or request.path.startswith(URL_PREFIX + "/")
-
-
-def error_body(problem: Problem) -> dict[str, Any]:
-    status = problem.status
-    kind = ERROR_TYPES.get(status) or ("server_error" if status >= 500 else "invalid_request_error")
-    message, param = problem.detail, None
-    details = _flatten(problem.extras.get("errors")) if status < 500 else []
-    if details:
-        param = details[0][0]
-        message = f"{message} " + "; ".join(f"{field}: {text}" for field, text in details)
-    if problem.type.startswith(PROBLEM_TYPE_PREFIX):
-        code = problem.type[len(PROBLEM_TYPE_PREFIX):]
-    else:
-        code = problem.title.lower()
-    return {"error": {"message": message, "type": kind, "param": param, "code": re.sub(r"[^a-z0-9]+", "_", code)}}
-
-
-def error_response(problem: Problem) -> Response:
-    response = jsonify(error_body(problem))
-    response.status_code = problem.status
-    response.headers.update(problem.headers)
-    return response
-
-
-def _flatten(errors: Any, path: str = "") -> list[tuple[str, str]]:
-    """marshmallow's nested messages as ("messages.0.role", "Must be one of: ...") pairs."""
-    if isinstance(errors, dict):
-        return [pair for key, value in errors.items() for pair in _flatten(value, f"{path}.{key}".lstrip("."))]
-    if isinstance(errors, list):
-        return [pair for item in errors for pair in _flatten(item, path)]
-    return [(path, str(errors))] if errors is not None else []
 
 
 # --- models ---------------------------------------------------------------------
@@ -113,12 +67,12 @@ def _model(persona: Persona) -> dict[str, Any]:
 
 @bp.get("/models")
 def list_models() -> Response:
-    return jsonify(object="list", data=[_model(twin().chat.persona())])
+    return jsonify(object="list", data=[_model(twin().turns.persona())])
 
 
 @bp.get("/models/<path:model>")
 def get_model(model: str) -> Response:
-    described = _model(twin().chat.persona())
+    described = _model(twin().turns.persona())
     if model != described["id"]:
         raise NotFound(f"The model {model!r} does not exist; this server serves {described['id']!r}.")
     return jsonify(described)
@@ -156,23 +110,30 @@ def chat_completions() -> Response:
     if asked.session_id is not None:
         g.session_id = check_session_id(asked.session_id)
     # A stateless call is a session of its own (never stored): per-session caps must not lump calls together.
-    session_id = asked.session_id or new_session_id()
-    turn = state.chat.prepare(session_id, asked.text, instructions=asked.instructions, history=asked.history)
-    turn.prompt = dataclasses.replace(turn.prompt, options=asked.options)
+    turn = state.turns.prepare(
+        TurnRequest(
+            session_id=asked.session_id or new_session_id(),
+            text=asked.text,
+            instructions=asked.instructions,
+            history=asked.history,
+            store=asked.session_id is not None,
+            options=asked.options,
+        )
+    )
     reply = _Reply(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model_id(turn.prompt.persona))
-    store = asked.session_id is not None
     if asked.stream:
-        pieces = ReplyStream.start(state.chat, turn, store=store, heartbeat=heartbeat_seconds(current_app.config))
-        return event_stream(_chunks(pieces, reply, asked), pieces)
-    text = state.backends.llm.complete(turn.prompt)
-    if store:
-        state.chat.finish(turn, text)
-    message = {"role": "assistant", "content": text, "refusal": None}
+        heartbeat = sse.heartbeat_seconds(current_app.config)
+        pieces = turn.stream(relay=lambda source: sse.Relay(source, heartbeat))
+        return sse.event_response(_chunks(pieces, reply, asked), lambda: pieces.finish(complete=False))
+    result = turn.reply()
+    message = {"role": "assistant", "content": result.response, "refusal": None}
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
-    return jsonify({**reply.head("chat.completion"), "choices": [choice], "usage": _usage(turn.prompt, text)})
+    return jsonify({**reply.head("chat.completion"), "choices": [choice], "usage": _usage(result.prompt, result.response)})
 
 
-def _chunks(pieces: ReplyStream, reply: _Reply, asked: Completion) -> Iterator[str]:
+def _chunks(pieces: StreamedReply, reply: _Reply, asked: Completion) -> Iterator[str]:
+    state = twin()
+
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         data = {**reply.head("chat.completion.chunk"), "choices": [choice]}
@@ -180,13 +141,15 @@ def _chunks(pieces: ReplyStream, reply: _Reply, asked: Completion) -> Iterator[s
             data["usage"] = None
         return sse.encode(data)
 
+    def error_event(exc: Exception) -> str:
+        return sse.encode(state.renderers.body(state.errors, exc))
+
     yield chunk({"role": "assistant", "content": ""})
-    events = relay_events(pieces, lambda piece: chunk({"content": piece}), lambda exc: sse.encode(error_document(exc)))
-    if not (yield from events):
+    if not (yield from sse.relay_events(pieces, lambda piece: chunk({"content": piece}), error_event)):
         return
-    pieces.finish(complete=True)
+    result = pieces.finish(complete=True)
     yield chunk({}, "stop")
     if asked.include_usage:
-        usage = _usage(pieces.turn.prompt, pieces.text)
+        usage = _usage(result.prompt, result.response)
         yield sse.encode({**reply.head("chat.completion.chunk"), "choices": [], "usage": usage})
     yield sse.DONE

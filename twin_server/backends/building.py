@@ -1,0 +1,89 @@
+"""From plugins to the app's backends: collect the registrations, build the selected ones, wrap them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pluggy
+
+from twin_server import config as settings
+from twin_server.backends.kinds import KINDS
+from twin_server.backends.protocols import BackendContext
+from twin_server.backends.registry import BackendRegistry, check_protocol
+from twin_server.backends.retrying import RetryFactory, retry_config_for, timeout_for
+from twin_server.errors import ConfigurationError
+from twin_server.plugin_manager import call_register_hook
+from twin_server.retry import AttemptObserver
+
+__all__ = ["Backends", "build_backends", "collect_backends"]
+
+
+class Backends:
+    """The selected backends of one app, each behind the core's retry: ``backends.storage``, ``.llm``, ..."""
+
+    def __init__(self, by_kind: Mapping[str, Any]) -> None:
+        self._by_kind = dict(by_kind)
+
+    def __getattr__(self, kind: str) -> Any:
+        try:
+            return self.__dict__["_by_kind"][kind]
+        except KeyError:
+            raise AttributeError(kind) from None
+
+    def names(self) -> dict[str, str]:
+        return {kind.name: self._by_kind[kind.name].name for kind in KINDS}
+
+
+def collect_backends(pm: pluggy.PluginManager, problems: list[str]) -> dict[str, BackendRegistry]:
+    """Every kind's registrations, each collected by one call of its hook through pluggy."""
+    registries = {kind.name: BackendRegistry(kind.name) for kind in KINDS}
+    for kind in KINDS:
+        registry = registries[kind.name]
+        try:
+            call_register_hook(pm, kind.hook, registry.add, lambda registry=registry: registry.factories)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+    return registries
+
+
+def build_backends(
+    config: Mapping[str, Any],
+    pm: pluggy.PluginManager,
+    registries: Mapping[str, BackendRegistry],
+    problems: list[str],
+    *,
+    retry_options: Mapping[str, Any],
+    observer: Callable[[str, str], AttemptObserver | None],
+) -> Backends | None:
+    """The selected backend of each kind, built once and wrapped; None (with ``problems``) when any fails."""
+    try:
+        policies = {k.name: retry_config_for(k.name, config, pm.hook.retry_policy(operation=k.name)) for k in KINDS}
+        timeouts = {k.name: timeout_for(k.name, config) for k in KINDS}
+    except ConfigurationError as exc:
+        problems.append(str(exc))
+        return None
+    make_retrier = RetryFactory(policies, timeouts, observer=observer, retrier_options=retry_options)
+    built: dict[str, Any] = {}
+
+    def secret(name: str) -> str:
+        if "secrets" not in built:
+            raise ConfigurationError(f"secret {name!r} was asked for before a secrets provider was available")
+        return built["secrets"].get(name)
+
+    for kind in KINDS:
+        name = settings.get_str(config, kind.setting, kind.default)
+        try:
+            registration = registries[kind.name].get(name)
+            backend = registration.factory(BackendContext(config=config, secret=secret, name=name, kind=kind.name))
+            check_protocol(kind.name, name, backend)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+            continue
+        except ImportError as exc:
+            problems.append(f"{kind.name} backend {name!r} needs a package that is not installed ({exc.name or exc})")
+            continue
+        built[kind.name] = kind.wrapper(backend, name, make_retrier(kind.name, name))
+    if len(built) != len(KINDS):
+        return None
+    return Backends(built)

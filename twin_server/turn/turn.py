@@ -1,0 +1,203 @@
+"""One chat turn, written once, for every entry point.
+
+``POST /chat``, ``POST /chat/stream``, ``POST /v1/chat/completions`` and
+``twin-server chat`` all describe what they want as a ``TurnRequest`` and run
+it through the app's ``Turns``. The stages, in order, each written here only:
+
+1. validate   the message and the session id (every entry point, the CLI too)
+2. persona    must load: a twin without one cannot answer
+3. guards     per-session caps and budgets (``Turns.guards``); may refuse the turn
+4. history    the stored window (a failure answers without it), or the caller's own
+5. prompt     system prompt (+ the caller's extra instructions) and the messages
+6. LLM        whole (``Turn.reply``) or streamed (``Turn.stream``)
+7. finish     store the user message and the reply, once, whatever the ending
+8. after      ``Turns.after_turn`` callbacks (owner events, summaries, ...): they never fail a turn
+
+Per-API differences are fields of ``TurnRequest``, never copies of a stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from twin_server.errors import ValidationError
+from twin_server.sessions import check_session_id
+from twin_server.turn.prompt import SystemPromptCache
+from twin_server.types import Message, Persona, Prompt, utcnow
+
+__all__ = ["StreamedReply", "Turn", "TurnRequest", "TurnResult", "Turns"]
+
+log = logging.getLogger("twin_server.turn")
+
+
+@dataclasses.dataclass(frozen=True)
+class TurnRequest:
+    """What an entry point asks of a turn."""
+
+    session_id: str
+    text: str
+    #: Extra instructions after the persona's (a /v1 client's system messages); they cannot replace it.
+    instructions: str = ""
+    #: The caller's own history (a stateless /v1 call) instead of the stored one; cut to the same window.
+    history: Sequence[Message] | None = None
+    #: False: nothing is stored (a stateless /v1 call without a session id).
+    store: bool = True
+    #: LLM options (``temperature``, ``max_tokens``), handed to the backend in ``Prompt.options``.
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class TurnResult:
+    response: str
+    session_id: str
+    history_loaded: bool
+    #: None when the turn was not to be stored.
+    history_saved: bool | None
+    prompt: Prompt
+    complete: bool = True
+
+
+Guard = Callable[[str, str], None]
+AfterTurn = Callable[["Turn", TurnResult], None]
+
+
+class Turns:
+    """The chat turn of one app: its backends, its window and its guards and after-turn work."""
+
+    def __init__(self, backends: Any, *, history_window: int, max_message_chars: int) -> None:
+        self.backends = backends
+        self.history_window = history_window
+        self.max_message_chars = max_message_chars
+        self.system_prompts = SystemPromptCache()
+        #: ``guard(session_id, text)`` runs before anything is spent on a turn; raise to refuse it.
+        self.guards: list[Guard] = []
+        #: ``after(turn, result)`` runs once a turn is finished; an exception is logged, never raised.
+        self.after_turn: list[AfterTurn] = []
+
+    def persona(self) -> Persona:
+        return self.backends.persona.load()
+
+    def prepare(self, request: TurnRequest) -> "Turn":
+        """Stages 1–5: everything before the LLM call."""
+        self._validate(request)
+        persona = self.persona()
+        for guard in self.guards:
+            guard(request.session_id, request.text)
+        history, loaded = self._history(request)
+        user = Message("user", request.text, utcnow())
+        system = self.system_prompts.get(persona)
+        if request.instructions:
+            system = f"{system}\n\n{request.instructions}"
+        prompt = Prompt(system=system, messages=(*history, user), persona=persona, options=dict(request.options))
+        return Turn(self, request, user, prompt, loaded)
+
+    def run(self, request: TurnRequest) -> TurnResult:
+        """A whole turn, answered at once."""
+        return self.prepare(request).reply()
+
+    def _validate(self, request: TurnRequest) -> None:
+        check_session_id(request.session_id)
+        text = request.text
+        if not isinstance(text, str) or not text.strip():
+            raise ValidationError("The message must not be empty or whitespace.")
+        if len(text) > self.max_message_chars:
+            raise ValidationError(f"Message must be at most {self.max_message_chars} characters.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("The message must be valid Unicode text.") from None
+
+    def _history(self, request: TurnRequest) -> tuple[list[Message], bool]:
+        if self.history_window <= 0:
+            return [], True
+        if request.history is not None:
+            return list(request.history[-self.history_window:]), True
+        try:
+            return self.backends.storage.load(request.session_id, self.history_window), True
+        except Exception:
+            log.exception("could not load the history of session %s; answering without it", request.session_id)
+            return [], False
+
+    def finish(self, turn: "Turn", reply: str, *, complete: bool) -> TurnResult:
+        """Stages 7–8 (called once per turn by ``Turn``)."""
+        saved: bool | None = None
+        if turn.request.store:
+            assistant = Message("assistant", reply, utcnow(), complete=complete)
+            try:
+                self.backends.storage.append(turn.session_id, [turn.user_message, assistant])
+                saved = True
+            except Exception:
+                log.exception("could not save the turn of session %s; the reply was still sent", turn.session_id)
+                saved = False
+        result = TurnResult(reply, turn.session_id, turn.history_loaded, saved, turn.prompt, complete)
+        for after in self.after_turn:
+            try:
+                after(turn, result)
+            except Exception:
+                log.exception("after-turn work %r failed for session %s", after, turn.session_id)
+        return result
+
+
+class Turn:
+    """A prepared turn: answer it once, whole (``reply``) or streamed (``stream``)."""
+
+    def __init__(self, turns: Turns, request: TurnRequest, user_message: Message, prompt: Prompt, loaded: bool) -> None:
+        self.turns, self.request = turns, request
+        self.user_message, self.prompt, self.history_loaded = user_message, prompt, loaded
+
+    @property
+    def session_id(self) -> str:
+        return self.request.session_id
+
+    def reply(self) -> TurnResult:
+        text = self.turns.backends.llm.complete(self.prompt)
+        return self.turns.finish(self, text, complete=True)
+
+    def stream(self, relay: Callable[[Iterator[str]], Iterable[str | None]] | None = None) -> "StreamedReply":
+        """The reply as pieces. The core has the first piece in hand (retried until it arrives) before
+        this returns, so a failure up to then raises here, before any byte of a response is sent.
+        ``relay`` may wrap the pieces (an SSE relay yields None when a heartbeat is due)."""
+        pieces = self.turns.backends.llm.stream(self.prompt)
+        return StreamedReply(self, relay(pieces) if relay is not None else pieces)
+
+
+class StreamedReply:
+    """The pieces of one streamed reply; the turn is finished exactly once, however the stream ends.
+
+    Iterating gives the pieces (and ``None`` for heartbeats, when relayed) and
+    remembers each delivered piece. ``finish(complete=...)`` stores what was
+    delivered and stops the LLM; later calls return the first result.
+    """
+
+    def __init__(self, turn: Turn, source: Iterable[str | None]) -> None:
+        self.turn = turn
+        self._source = source
+        self.delivered: list[str] = []
+        self.result: TurnResult | None = None
+        self._finished = False
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[str | None]:
+        for piece in self._source:
+            if piece is not None:
+                self.delivered.append(piece)
+            yield piece
+
+    @property
+    def text(self) -> str:
+        return "".join(self.delivered)
+
+    def finish(self, *, complete: bool) -> TurnResult | None:
+        with self._lock:  # a second caller (the server closing the response) waits for the first
+            if self._finished:
+                return self.result
+            self._finished = True
+            stop = getattr(self._source, "stop", None) or getattr(self._source, "close", None)
+            if stop is not None:
+                stop()
+            self.result = self.turn.turns.finish(self.turn, self.text, complete=complete)
+            return self.result
