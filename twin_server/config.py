@@ -7,7 +7,7 @@ so a setting may arrive as a string, a number or a boolean.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twin_server.errors import ConfigurationError
@@ -35,25 +35,39 @@ def get_str(config: Mapping[str, Any], key: str, default: str | None = None) -> 
     return None if value is None else str(value)
 
 
-def _number(config: Mapping[str, Any], key: str, default: Any, minimum: Any, convert: type, noun: str) -> Any:
+def _number(
+    config: Mapping[str, Any], key: str, default: Any, minimum: Any, maximum: Any, convert: type, noun: str
+) -> Any:
     value = _missing(config, key, default)
     if value is None:
         return None
     try:
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a number")
         number = convert(str(value).strip())
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError("not finite")
     except ValueError:
         raise ConfigurationError(f"TWIN_{key} must be {noun}, not {value!r}") from None
     if minimum is not None and number < minimum:
         raise ConfigurationError(f"TWIN_{key} must be at least {minimum:g}, not {number:g}")
+    if maximum is not None and number > maximum:
+        raise ConfigurationError(f"TWIN_{key} must be at most {maximum:g}, not {number:g}")
     return number
 
 
-def get_int(config: Mapping[str, Any], key: str, default: int | None = None, *, minimum: int | None = None) -> int | None:
-    return _number(config, key, default, minimum, int, "a whole number")
+def get_int(
+    config: Mapping[str, Any], key: str, default: int | None = None, *, minimum: int | None = None,
+    maximum: int | None = None,
+) -> int | None:
+    return _number(config, key, default, minimum, maximum, int, "a whole number")
 
 
-def get_float(config: Mapping[str, Any], key: str, default: float | None = None, *, minimum: float | None = None) -> float | None:
-    return _number(config, key, default, minimum, float, "a number")
+def get_float(
+    config: Mapping[str, Any], key: str, default: float | None = None, *, minimum: float | None = None,
+    maximum: float | None = None,
+) -> float | None:
+    return _number(config, key, default, minimum, maximum, float, "a number")
 
 
 def get_bool(config: Mapping[str, Any], key: str, default: bool = False) -> bool:
@@ -96,11 +110,25 @@ class Settings:
     def get_str(self, key: str, default: str | None = None) -> str | None:
         return get_str(self.config, key, default)
 
-    def get_int(self, key: str, default: int | None = None, *, minimum: int | None = None) -> int | None:
-        return get_int(self.config, key, default, minimum=minimum)
+    def get_int(
+        self, key: str, default: int | None = None, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
+        return get_int(self.config, key, default, minimum=minimum, maximum=maximum)
 
-    def get_float(self, key: str, default: float | None = None, *, minimum: float | None = None) -> float | None:
-        return get_float(self.config, key, default, minimum=minimum)
+    def get_float(
+        self, key: str, default: float | None = None, *, minimum: float | None = None, maximum: float | None = None
+    ) -> float | None:
+        return get_float(self.config, key, default, minimum=minimum, maximum=maximum)
+
+    def problems(self, *reads: Callable[[], object]) -> list[str]:
+        """Run every read and collect the messages of those that fail, so a start lists them all."""
+        found = []
+        for read in reads:
+            try:
+                read()
+            except ConfigurationError as exc:
+                found.append(str(exc))
+        return found
 
     def get_bool(self, key: str, default: bool = False) -> bool:
         return get_bool(self.config, key, default)

@@ -14,10 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from twin_aws.clients import make_client, operation_timeout, require_boto3, translate, translated
-from twin_server import config as settings
-from twin_server.telemetry.usage import report_usage
+from twin_server import Message, Prompt, report_usage, Settings
 from twin_server.errors import BackendError, BackendTimeout, ConfigurationError, HistoryTooLong, TwinError
-from twin_server.types import Message, Prompt
 
 __all__ = ["BedrockLLM", "converse_messages", "supports_prompt_cache"]
 
@@ -63,17 +61,18 @@ class BedrockLLM:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "BedrockLLM":
+        settings = Settings(config)
         require_boto3("llm backend 'bedrock'")
-        model_id = (settings.get_str(config, "BEDROCK_MODEL_ID", "") or "").strip()
+        model_id = (settings.get_str("BEDROCK_MODEL_ID", "") or "").strip()
         if not model_id:
             raise ConfigurationError(
                 "llm backend 'bedrock' needs TWIN_BEDROCK_MODEL_ID, e.g. anthropic.claude-3-5-haiku-20241022-v1:0"
             )
         inference: dict[str, Any] = {
-            "maxTokens": settings.get_int(config, "BEDROCK_MAX_TOKENS", DEFAULT_MAX_TOKENS, minimum=1)
+            "maxTokens": settings.get_int("BEDROCK_MAX_TOKENS", DEFAULT_MAX_TOKENS, minimum=1)
         }
         for key, field in (("BEDROCK_TEMPERATURE", "temperature"), ("BEDROCK_TOP_P", "topP")):
-            value = settings.get_float(config, key, None, minimum=0)
+            value = settings.get_float(key, None, minimum=0)
             if value is not None:
                 if value > 1:
                     raise ConfigurationError(f"TWIN_{key} must be from 0 to 1, not {value:g}")

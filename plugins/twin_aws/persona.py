@@ -27,10 +27,8 @@ from twin_aws.clients import (
     require_boto3,
     translated,
 )
-from twin_server import config as settings
+from twin_server import is_persona_file, parse_persona, Persona, Settings
 from twin_server.errors import ConfigurationError, PersonaError, TransientError
-from twin_server.persona_layout import is_persona_file, parse_persona
-from twin_server.types import Persona
 
 __all__ = ["S3PersonaSource"]
 
@@ -66,18 +64,19 @@ class S3PersonaSource:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "S3PersonaSource":
+        settings = Settings(config)
         require_boto3("persona source 's3'")
-        bucket = settings.get_str(config, "PERSONA_S3_BUCKET", "") or settings.get_str(config, "S3_BUCKET", "")
+        bucket = settings.get_str("PERSONA_S3_BUCKET", "") or settings.get_str("S3_BUCKET", "")
         if not bucket or not bucket.strip():
             raise ConfigurationError(
                 "persona source 's3' needs TWIN_PERSONA_S3_BUCKET (or TWIN_S3_BUCKET): the bucket holding the persona"
             )
-        ttl = settings.get_float(config, "PERSONA_S3_TTL", DEFAULT_TTL, minimum=0)
+        ttl = settings.get_float("PERSONA_S3_TTL", DEFAULT_TTL, minimum=0)
         client = make_client(
             "s3", operation_timeout(config, "persona"), what="persona source 's3'",
             s3_addressing_style=addressing_style(config),
         )
-        return cls(client, bucket.strip(), settings.get_str(config, "PERSONA_S3_PREFIX", "persona"), ttl)
+        return cls(client, bucket.strip(), settings.get_str("PERSONA_S3_PREFIX", "persona"), ttl)
 
     def __repr__(self) -> str:
         return f"S3PersonaSource({self.source!r})"

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twin_aws.clients import join_key, make_client, operation_timeout, require_boto3, translated
-from twin_server import config as settings
+from twin_server import Settings
 from twin_server.errors import BackendUnavailable, ConfigurationError, TransientError, TwinError
 
 __all__ = ["SecretsManagerProvider"]
@@ -45,9 +45,10 @@ class SecretsManagerProvider:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "SecretsManagerProvider":
+        settings = Settings(config)
         require_boto3("secrets provider 'aws'")
-        prefix = settings.get_str(config, "AWS_SECRET_PREFIX", DEFAULT_PREFIX) or ""
-        ttl = settings.get_float(config, "AWS_SECRET_TTL", DEFAULT_TTL, minimum=0)
+        prefix = settings.get_str("AWS_SECRET_PREFIX", DEFAULT_PREFIX) or ""
+        ttl = settings.get_float("AWS_SECRET_TTL", DEFAULT_TTL, minimum=0)
         client = make_client("secretsmanager", operation_timeout(config, "secrets"), what="secrets provider 'aws'")
         return cls(client, prefix, ttl)
 

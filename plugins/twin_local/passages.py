@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from twin_server.types import Persona
+from twin_server import Persona
 
 STOPWORDS = frozenset(
     """

@@ -24,9 +24,8 @@ import openai
 from twin_openai.config import OpenAISettings
 from twin_openai.errors import API_KEY_SECRET
 from twin_openai.translate import ErrorTranslator
-from twin_server.telemetry.usage import report_usage
+from twin_server import Prompt, report_usage
 from twin_server.errors import BackendError, BackendTimeout
-from twin_server.types import Prompt
 
 log = logging.getLogger("twin_openai")
 
@@ -53,7 +52,7 @@ class OpenAIBackend:
     @classmethod
     def from_context(cls, context: Any) -> "OpenAIBackend":
         """The factory's work: settings, the API key from the secrets provider, one client."""
-        settings = OpenAISettings.from_config(context.config)
+        settings = OpenAISettings.from_settings(context.settings)
         api_key = context.secret(API_KEY_SECRET)
         client = openai.OpenAI(
             api_key=api_key,

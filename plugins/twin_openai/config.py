@@ -1,4 +1,4 @@
-"""The OpenAI backend's settings, read once from the app config (keys without ``TWIN_``).
+"""The OpenAI backend's settings, read once through the core's settings reader.
 
 =============================  ==============================  ===========================
 setting                        meaning                         default
@@ -9,22 +9,21 @@ setting                        meaning                         default
 ``TWIN_OPENAI_PROJECT``        ``OpenAI-Project`` header       none
 ``TWIN_OPENAI_TEMPERATURE``    0 to 2                          the server's
 ``TWIN_OPENAI_MAX_TOKENS``     reply length cap (max_tokens)   the server's
-``TWIN_LLM_TIMEOUT``           seconds per call, at most       60
+``TWIN_LLM_TIMEOUT``           seconds per call, at most       the core's (60)
 =============================  ==============================  ===========================
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Mapping
-from typing import Any
 
+from twin_server import Settings
 from twin_server.errors import ConfigurationError
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_TIMEOUT = 60.0
+#: Bounds a call when the core sets no deadline (TWIN_LLM_TIMEOUT=0).
+NO_DEADLINE_TIMEOUT = 600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,77 +34,36 @@ class OpenAISettings:
     project: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = NO_DEADLINE_TIMEOUT
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "OpenAISettings":
+    def from_settings(cls, settings: Settings) -> "OpenAISettings":
         """Read and check every setting; one ConfigurationError names all the bad ones."""
-        problems: list[str] = []
-
-        def read(key: str, parse, default=None):
-            raw = config.get(key)
-            if raw is None or (isinstance(raw, str) and not raw.strip()):
-                return default
-            try:
-                return parse(raw)
-            except (TypeError, ValueError) as exc:
-                problems.append(f"TWIN_{key} {exc}, not {raw!r}")
-                return default
-
-        settings = cls(
-            model=read("OPENAI_MODEL", _text, DEFAULT_MODEL),
-            base_url=read("OPENAI_BASE_URL", _url, DEFAULT_BASE_URL),
-            organization=read("OPENAI_ORGANIZATION", _text),
-            project=read("OPENAI_PROJECT", _text),
-            temperature=read("OPENAI_TEMPERATURE", _temperature),
-            max_tokens=read("OPENAI_MAX_TOKENS", _max_tokens),
-            timeout=read("LLM_TIMEOUT", _timeout, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT,
+        problems = settings.problems(
+            lambda: _url(settings),
+            lambda: settings.get_float("OPENAI_TEMPERATURE", minimum=0, maximum=2),
+            lambda: settings.get_int("OPENAI_MAX_TOKENS", minimum=1),
+            lambda: settings.get_float("LLM_TIMEOUT", minimum=0),
         )
         if problems:
             raise ConfigurationError("llm backend 'openai': " + "; ".join(problems))
-        return settings
+        return cls(
+            model=_text(settings, "OPENAI_MODEL") or DEFAULT_MODEL,
+            base_url=_url(settings),
+            organization=_text(settings, "OPENAI_ORGANIZATION"),
+            project=_text(settings, "OPENAI_PROJECT"),
+            temperature=settings.get_float("OPENAI_TEMPERATURE"),
+            max_tokens=settings.get_int("OPENAI_MAX_TOKENS"),
+            timeout=settings.get_float("LLM_TIMEOUT") or NO_DEADLINE_TIMEOUT,
+        )
 
 
-def _text(raw: Any) -> str:
-    return str(raw).strip()
+def _text(settings: Settings, key: str) -> str | None:
+    return (settings.get_str(key) or "").strip() or None
 
 
-def _url(raw: Any) -> str:
-    url = str(raw).strip().rstrip("/")
+def _url(settings: Settings) -> str:
+    url = (_text(settings, "OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
     if not url.startswith(("http://", "https://")):
-        raise ValueError("must be an http:// or https:// URL")
+        raise ConfigurationError(f"TWIN_OPENAI_BASE_URL must be an http:// or https:// URL, not {url!r}")
     return url
-
-
-def _number(raw: Any) -> float:
-    if isinstance(raw, bool):
-        raise ValueError("must be a number")
-    try:
-        value = float(str(raw).strip())
-    except ValueError:
-        raise ValueError("must be a number") from None
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
-def _temperature(raw: Any) -> float:
-    value = _number(raw)
-    if not 0 <= value <= 2:
-        raise ValueError("must be between 0 and 2")
-    return value
-
-
-def _max_tokens(raw: Any) -> int:
-    value = _number(raw)
-    if value != int(value) or value < 1:
-        raise ValueError("must be a whole number of at least 1")
-    return int(value)
-
-
-def _timeout(raw: Any) -> float:
-    """Seconds; 0 means the core sets no deadline, and each call is then bounded by the default."""
-    value = _number(raw)
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value

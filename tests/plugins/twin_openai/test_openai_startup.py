@@ -60,8 +60,8 @@ def test_bad_settings_are_all_listed_at_startup(env, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-settings")
     with pytest.raises(StartupError) as caught:
         create_app({"OPENAI_TEMPERATURE": 7, "OPENAI_MAX_TOKENS": -1})
-    assert "TWIN_OPENAI_TEMPERATURE must be between 0 and 2" in str(caught.value)
-    assert "TWIN_OPENAI_MAX_TOKENS must be a whole number of at least 1" in str(caught.value)
+    assert "TWIN_OPENAI_TEMPERATURE must be at most 2, not 7" in str(caught.value)
+    assert "TWIN_OPENAI_MAX_TOKENS must be at least 1, not -1" in str(caught.value)
 
 
 def test_plugins_lists_the_openai_backend(env):
