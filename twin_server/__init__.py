@@ -32,7 +32,7 @@ from twin_server.errors import (
     ValidationError,
 )
 from twin_server.hookspecs import hookimpl
-from twin_server.persona_layout import PERSONA_FILES, is_persona_file, parse_persona, select_persona_files
+from twin_server.persona_layout import FACTS_FILE, PERSONA_FILES, is_persona_file, parse_persona, select_persona_files
 from twin_server.retry import RetryConfig
 from twin_server.sessions import SESSION_ID_PATTERN, check_session_id, is_session_id, new_session_id
 from twin_server.telemetry.usage import report_usage
@@ -63,6 +63,7 @@ __all__ = [
     "is_session_id",
     "new_session_id",
     # the persona layout, for persona sources
+    "FACTS_FILE",
     "PERSONA_FILES",
     "is_persona_file",
     "parse_persona",

@@ -21,7 +21,7 @@ import functools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from twin_server import config as settings
+from twin_server import Settings
 from twin_server.errors import (
     BackendError,
     BackendTimeout,
@@ -73,7 +73,8 @@ def require_boto3(what: str) -> Any:
 
 def operation_timeout(config: Mapping[str, Any], operation: str) -> float:
     """The socket timeout for one call of ``operation``: its TWIN_<OPERATION>_TIMEOUT deadline."""
-    return settings.get_float(config, f"{operation.upper()}_TIMEOUT", minimum=0) or NO_DEADLINE_TIMEOUT
+    settings = Settings(config)
+    return settings.get_float(f"{operation.upper()}_TIMEOUT", minimum=0) or NO_DEADLINE_TIMEOUT
 
 
 def make_client(service: str, timeout: float, *, what: str, s3_addressing_style: str | None = None) -> Any:
@@ -125,7 +126,8 @@ def _model_loader() -> Any:
 
 def addressing_style(config: Mapping[str, Any]) -> str | None:
     """TWIN_S3_ADDRESSING_STYLE (auto, path, virtual): "path" for S3-compatible stores that need it."""
-    style = (settings.get_str(config, "S3_ADDRESSING_STYLE", "") or "").strip().lower()
+    settings = Settings(config)
+    style = (settings.get_str("S3_ADDRESSING_STYLE", "") or "").strip().lower()
     if style in ("", "auto"):
         return None
     if style not in ("path", "virtual"):

@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import random as _random
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -45,15 +44,13 @@ from twin_aws.clients import (
     operation_timeout,
     translated,
 )
-from twin_server import config as settings
+from twin_server import is_session_id, Message, Settings
 from twin_server.errors import BackendError, BackendUnavailable, ConfigurationError, ValidationError
-from twin_server.types import Message
 
 __all__ = ["S3ConversationStore"]
 
 log = logging.getLogger("twin_aws.storage")
 
-SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
 FORMAT = "twin-server/s3-session"
 HEAD_NAME = "head.jsonl"
 DEFAULT_CHUNK = 50
@@ -129,18 +126,19 @@ class S3ConversationStore:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "S3ConversationStore":
+        settings = Settings(config)
         require_boto3("storage backend 's3'")
-        bucket = settings.get_str(config, "S3_BUCKET", "")
+        bucket = settings.get_str("S3_BUCKET", "")
         if not bucket or not bucket.strip():
             raise ConfigurationError("storage backend 's3' needs TWIN_S3_BUCKET: the bucket that holds the sessions")
-        chunk = settings.get_int(config, "S3_CHUNK_MESSAGES", DEFAULT_CHUNK, minimum=1)
+        chunk = settings.get_int("S3_CHUNK_MESSAGES", DEFAULT_CHUNK, minimum=1)
         client = make_client(
             "s3",
             operation_timeout(config, "storage"),
             what="storage backend 's3'",
             s3_addressing_style=addressing_style(config),
         )
-        return cls(client, bucket.strip(), settings.get_str(config, "S3_PREFIX", "sessions"), chunk)
+        return cls(client, bucket.strip(), settings.get_str("S3_PREFIX", "sessions"), chunk)
 
     def __repr__(self) -> str:
         return f"S3ConversationStore('s3://{self.bucket}/{self.prefix}')"
@@ -279,8 +277,7 @@ class S3ConversationStore:
 
     @staticmethod
     def _check(session_id: str) -> None:
-        # fullmatch, not ^...$: "$" would accept a trailing newline.
-        if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
+        if not is_session_id(session_id):
             raise ValidationError("invalid session id")
 
 

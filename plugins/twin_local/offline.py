@@ -19,7 +19,7 @@ from typing import Any
 
 from twin_local.passages import Passage, build_passages, follow_on, lower_first, query_groups, query_terms
 from twin_server.errors import ConfigurationError
-from twin_server.types import Message, Persona, Prompt
+from twin_server import Message, Persona, Prompt, Settings
 
 NOT_COVERED = (
     "I haven't written anything about that, so I'd rather not guess. "
@@ -168,16 +168,7 @@ class OfflineLLM:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "OfflineLLM":
-        raw = config.get("OFFLINE_MAX_PASSAGES")
-        if raw is None or str(raw).strip() == "":
-            return cls()
-        try:
-            value = int(str(raw).strip())
-            return cls(max_passages=value)
-        except ValueError:
-            raise ConfigurationError(
-                f"TWIN_OFFLINE_MAX_PASSAGES must be a whole number from 1 to 5, not {raw!r}"
-            ) from None
+        return cls(max_passages=Settings(config).get_int("OFFLINE_MAX_PASSAGES", 3, minimum=1, maximum=5))
 
     def complete(self, prompt: Prompt) -> str:
         return self.reply(prompt.persona, prompt.messages)

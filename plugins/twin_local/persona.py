@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from twin_server.errors import PersonaError
-from twin_server.persona_layout import FACTS_FILE, is_persona_file, parse_persona
-from twin_server.types import Persona
+from twin_server import FACTS_FILE, is_persona_file, parse_persona, Persona
 
 log = logging.getLogger(__name__)
 

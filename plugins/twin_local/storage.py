@@ -18,7 +18,6 @@ import errno
 import fcntl
 import logging
 import os
-import re
 import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from twin_server.errors import BackendUnavailable, ConfigurationError, ValidationError
-from twin_server.types import Message
+from twin_server import is_session_id, Message
 
 __all__ = ["FilesystemStore"]
 
 log = logging.getLogger("twin_local.storage")
 
-SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
 LOCK_STRIPES = 64
 BLOCK_SIZE = 64 * 1024
 SUFFIX = ".jsonl"
@@ -136,7 +134,7 @@ class FilesystemStore:
         except OSError as exc:
             raise _unavailable("list", exc) from exc
         for session_id in candidates:
-            if SESSION_ID.fullmatch(session_id) and self._erase_if_older(session_id, cutoff):
+            if is_session_id(session_id) and self._erase_if_older(session_id, cutoff):
                 removed += 1
         return removed
 
@@ -159,8 +157,7 @@ class FilesystemStore:
 
     def _path(self, session_id: str) -> Path:
         """The session's file, after checking the id can name nothing else."""
-        # fullmatch, not ^...$: "$" would accept a trailing newline.
-        if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
+        if not is_session_id(session_id):
             raise ValidationError("invalid session id")
         return self.root / f"{session_id}{SUFFIX}"
 

@@ -142,10 +142,15 @@ def test_config_rejects_invalid_values(kwargs):
         RetryConfig(**kwargs)
 
 
-def test_config_accepts_boundary_values():
-    config = RetryConfig(max_attempts=1, initial_delay=0, max_delay=0, exponential_base=1)
-    assert config.max_attempts == 1
-    assert RetryConfig().max_attempts == 3
+def test_config_accepts_boundary_values_and_they_behave():
+    # One attempt and no delay: a transient failure reaches the caller at once, nothing sleeps.
+    retrier, clock = make(RetryConfig(max_attempts=1, initial_delay=0, max_delay=0, exponential_base=1))
+    attempt = Flaky([BackendUnavailable("down")])
+    with pytest.raises(BackendUnavailable):
+        retrier.run(attempt)
+    assert attempt.calls == 1 and clock.sleeps == []
+    # Base 1: the delay bound never grows.
+    assert [ExponentialBackoff(0.5, 1, 10).bound(n) for n in (1, 2, 7)] == [0.5, 0.5, 0.5]
 
 
 # --- 1. only TransientError is retried ---------------------------------------------------

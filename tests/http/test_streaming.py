@@ -192,8 +192,14 @@ def test_heartbeats_are_sent_while_the_llm_is_silent(scripted_app, scripted):
 
 
 def test_no_heartbeat_when_pieces_keep_coming(scripted_app, scripted):
+    scripted.llm.steps = [words_then(["quick ", "little ", "reply"])]
     response = stream(scripted_app(SSE_HEARTBEAT=5).test_client(), message="hi")
-    assert "keep-alive" not in response.get_data(as_text=True)
+    raw = response.get_data(as_text=True)
+    assert response.status_code == 200
+    events = parse(raw)
+    assert [e.event for e in events] == ["session", "delta", "delta", "delta", "done"]
+    assert events[-1].json()["response"] == "quick little reply"
+    assert "keep-alive" not in raw
 
 
 def test_a_failed_save_is_reported_in_done(scripted_app, scripted):

@@ -88,8 +88,18 @@ def test_tokens_reported_by_the_backend_are_logged(scripted_app, scripted, caplo
     assert (line.tokens_in, line.tokens_out) == (120, 7)
 
 
-def test_report_usage_outside_a_request_is_harmless():
+def test_report_usage_outside_a_request_touches_no_record():
+    from twin_server.telemetry import usage
+
+    assert usage.current() is None
     report_usage(input_tokens=5, output_tokens=5)  # the terminal chat: nobody to tell
+    record = usage.start("request-1")
+    try:
+        assert (record.input_tokens, record.output_tokens) == (0, 0)
+        report_usage(input_tokens=2, output_tokens=3)
+        assert (record.input_tokens, record.output_tokens) == (2, 3)
+    finally:
+        usage.stop()
 
 
 def test_json_formatter_has_extras_and_exception():
