@@ -27,6 +27,7 @@ the daily budget across restarts.
 
 import atexit
 import os
+import sys
 import shutil
 import tempfile
 from pathlib import Path
@@ -109,9 +110,22 @@ logger_class = TwinLogger
 
 
 def on_starting(server):
-    """Wipe metric files left by an earlier run in an operator-chosen directory."""
+    """Wipe metric files left by an earlier run in an operator-chosen directory; refuse a start that cannot work."""
     for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
         stale.unlink()
+    if getattr(server.app, "app_uri", None) == "wsgi:app":
+        refuse_a_broken_start(server)
+
+
+def refuse_a_broken_start(server):
+    """Build the app once in the master: a bad setting is listed once, and gunicorn exits 3 (as when no
+    worker can boot) instead of every worker printing the same traceback."""
+    from twin_server.app import startup_problems
+
+    problems = startup_problems()
+    if problems:
+        server.log.error("twin-server cannot start:\n%s", "\n".join(f"  - {p}" for p in problems))
+        sys.exit(3)
 
 
 def child_exit(server, worker):

@@ -100,6 +100,15 @@ def create_app(
     return app
 
 
+def startup_problems(config_overrides: Mapping[str, Any] | None = None) -> list[str]:
+    """Every reason the app, as configured, cannot start (an empty list when it can)."""
+    try:
+        create_app(config_overrides, warm_up=False)
+    except StartupError as exc:
+        return exc.problems
+    return []
+
+
 def _collect_errors(pm, problems: list[str]) -> ErrorRegistry:
     registry = core_registry(operation_names())
 

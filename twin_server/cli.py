@@ -89,23 +89,30 @@ def chat(session_id: str | None) -> None:
 @main.command()
 def check() -> None:
     """Validate the configuration, the persona and the backends; exit non-zero on any problem."""
+    import logging
+
     from twin_server.app_state import EXTENSION_KEY
 
-    app = _build_app(warm_up=False)  # the persona is probed below, once, with its precise message
-    state = app.extensions[EXTENSION_KEY]
-    failures = 0
-    for kind, name in state.backends.names().items():
-        click.echo(f"{kind:8} {name}")
-    checks = {
-        "persona": lambda: f"{state.turns.persona().full_name}",
-        "storage": lambda: f"{len(state.backends.storage.load('twin-server-check', 1))} messages in a probe session",
-    }
-    for label, probe in checks.items():
-        try:
-            click.echo(f"ok       {label}: {probe()}")
-        except Exception as exc:  # report every failure, then exit non-zero
-            failures += 1
-            click.echo(f"FAILED   {label}: {type(exc).__name__}: {exc}", err=True)
+    # This command's report is its output: the backends' own log lines would say the same again.
+    logging.disable(logging.CRITICAL)
+    try:
+        app = _build_app(warm_up=False)  # the persona is probed below, once, with its precise message
+        state = app.extensions[EXTENSION_KEY]
+        failures = 0
+        for kind, name in state.backends.names().items():
+            click.echo(f"{kind:8} {name}")
+        checks = {
+            "persona": lambda: f"{state.turns.persona().full_name}",
+            "storage": lambda: f"{len(state.backends.storage.load('twin-server-check', 1))} messages in a probe session",
+        }
+        for label, probe in checks.items():
+            try:
+                click.echo(f"ok       {label}: {probe()}")
+            except Exception as exc:  # report every failure, then exit non-zero
+                failures += 1
+                click.echo(f"FAILED   {label}: {type(exc).__name__}: {exc}", err=True)
+    finally:
+        logging.disable(logging.NOTSET)
     if failures:
         sys.exit(1)
     click.echo("all checks passed")

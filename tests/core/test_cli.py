@@ -45,7 +45,10 @@ def test_check_fails_precisely_on_a_broken_persona(env, monkeypatch):
     monkeypatch.setenv("TWIN_PERSONA_DIR", str(persona))
     result = CliRunner().invoke(main, ["check"])
     assert result.exit_code == 1
-    assert "FAILED   persona" in result.output and "full_name" in result.output
+    assert "FAILED   persona" in result.stderr and "full_name" in result.stderr
+    assert result.output.count("full_name") == 1, result.output  # said once, on stderr
+    assert "Traceback" not in result.output
+    assert "FAILED" not in result.stdout
 
 
 def test_check_fails_on_unknown_backend(env, monkeypatch):

@@ -136,3 +136,88 @@ def test_every_bad_setting_is_listed_at_once(scripted):
     for named in ("TWIN_LLM", "TWIN_HISTORY_WINDOW", "TWIN_CORS_ORIGINS", "TWIN_FRAME_ANCESTORS", "TWIN_SSE_HEARTBEAT",
                   "TWIN_PUBLIC_CHAT", "TWIN_RATE_LIMIT", "TWIN_HSTS", "TWIN_METRICS"):
         assert named in text, named
+
+
+class Shouting:
+    """An LLM middleware: wraps whatever backend it is built on and upper-cases its replies."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def complete(self, prompt):
+        return self.inner.complete(prompt).upper()
+
+    def stream(self, prompt):
+        for piece in self.inner.stream(prompt):
+            yield piece.upper()
+
+
+class ShoutingWrapper:
+    """A ``wrapper=True`` hookimpl: runs around every other plugin's registrations."""
+
+    __name__ = "shouting-wrapper"
+
+    def __init__(self):
+        self.seen_before: list[str] = []
+        self.seen_after: list[str] = []
+
+    @hookimpl(wrapper=True)
+    def register_llm_backends(self, register):
+        self.seen_before = sorted(register.registered)
+        result = yield
+        self.seen_after = sorted(register.registered)
+        inner = register.registered["scripted"]
+        register("shouting", lambda context: Shouting(inner(context)))
+        return result
+
+
+class OldStyleWrapper:
+    __name__ = "old-style-wrapper"
+
+    @hookimpl(hookwrapper=True)
+    def register_llm_backends(self, register):
+        yield
+        register("old-style", lambda context: Shouting(register.registered["scripted"](context)))
+
+
+def test_a_wrapper_hookimpl_registers_a_working_backend_built_on_what_others_registered():
+    wrapper = ShoutingWrapper()
+    scripted = ScriptedPlugin(llm_steps=["hello there"])
+    app = create_app({**SCRIPTED_CONFIG, "LLM": "shouting"}, plugins=[scripted, wrapper], entrypoints=False)
+    assert wrapper.seen_before == [] and wrapper.seen_after == ["scripted"]
+    response = app.test_client().post("/chat", json={"message": "hi"})
+    assert response.status_code == 200 and response.get_json()["response"] == "HELLO THERE"
+    assert scripted.llm.calls == 1  # the core's retry wraps the middleware, which calls the real backend once
+
+
+def test_an_old_style_hookwrapper_registers_too():
+    app = create_app({**SCRIPTED_CONFIG, "LLM": "old-style"}, plugins=[ScriptedPlugin(["quiet"]), OldStyleWrapper()],
+                     entrypoints=False)
+    assert app.test_client().post("/chat", json={"message": "hi"}).get_json()["response"] == "QUIET"
+
+
+def test_a_clash_made_by_a_wrapper_names_both_plugins():
+    class Clashing:
+        __name__ = "clashing-wrapper"
+
+        @hookimpl(wrapper=True)
+        def register_llm_backends(self, register):
+            result = yield
+            register("scripted", lambda context: None)
+            return result
+
+    with pytest.raises(StartupError) as caught:
+        create_app(SCRIPTED_CONFIG, plugins=[ScriptedPlugin(), Clashing()], entrypoints=False)
+    assert "registered twice: by plugin 'scripted-test-plugin' and by plugin 'clashing-wrapper'" in str(caught.value)
+
+
+def test_hook_calls_are_visible_to_pluggy_tracing():
+    seen = []
+    pm = get_plugin_manager([ScriptedPlugin()], entrypoints=False)
+    undo = pm.add_hookcall_monitoring(lambda name, impls, kwargs: seen.append(name), lambda *args: None)
+    from twin_server.backends.building import collect_backends
+
+    collect_backends(pm, [])
+    undo()
+    assert {"register_storage_backends", "register_persona_sources", "register_secret_providers",
+            "register_llm_backends"} <= set(seen)
