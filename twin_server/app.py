@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from twin_server import auth, cors, limits, observability, openai_compat, page, security, settings, streaming
+from twin_server import auth, cors, limits, observability, openai_compat, page, proxy, security, settings, streaming
 from twin_server.api import bp
 from twin_server.backends import KINDS, SELECTORS, BackendContext, BackendRegistry, check_protocol
 from twin_server.chat import ChatService
@@ -24,7 +24,7 @@ from twin_server.state import EXTENSION_KEY, TwinState, twin
 log = logging.getLogger("twin_server")
 
 #: The optional parts whose settings are checked with the backends', so a bad start lists every problem.
-CHECKED_PARTS = (observability, security, limits, page, cors, auth, streaming)
+CHECKED_PARTS = (observability, security, proxy, limits, page, cors, auth, streaming)
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PROBLEM_JSON = "application/problem+json"
@@ -77,6 +77,7 @@ def create_app(
     _install_request_hooks(app)
     observability.install(app)
     security.install(app)
+    proxy.install(app)
     limits.install(app)
     app.register_blueprint(bp)
     page.install(app)
