@@ -72,6 +72,19 @@ def test_a_full_table_counts_new_keys_in_the_process_and_reclaims_ended_windows(
     assert storage.get("998") == 0
 
 
+def test_a_key_counted_beside_the_table_is_read_where_it_is_counted(tmp_path, monkeypatch):
+    """Another worker may find room for the key in the table meanwhile: this one's checks still see its own count."""
+    monkeypatch.setattr(limits_shm, "_digest", lambda secret, key: (0, int(key)))
+    clock = [0.0]
+    mine, other = make(tmp_path, clock, slots=2 * PROBES), make(tmp_path, clock)
+    for n in range(1, PROBES + 1):
+        mine.incr(str(n), 10)
+    assert [mine.incr("999", 10) for _ in range(3)] == [1, 2, 3]
+    other.clear("5")  # a slot frees up, and the other worker counts the key there
+    assert other.incr("999", 10) == 1
+    assert mine.get("999") == 3 and mine.incr("999", 10) == 4  # a cap read with get() sees what incr counted
+
+
 def test_a_full_table_does_not_refuse_chats(tmp_path, scripted_app, scripted, caplog):
     """Every slot of a table holds a live counter (here 64 of 64): chats are still served, and a WARNING says why."""
     uri = f"shm:///{tmp_path}/limits.shm?slots={PROBES}"
