@@ -139,13 +139,19 @@ def _unreachable() -> BackendUnavailable:
     return BackendUnavailable("the rate-limit storage did not answer")
 
 
-@functools.lru_cache(maxsize=4096)
 def client_key(address: str | None, ipv6_prefix: int = 64) -> str:
     """Whom a request's address counts for: an IPv4 address, an IPv6 network, or ``unknown``."""
+    if not address or len(address) > 64:  # no socket address (a Unix socket), or no address at all
+        return "unknown"
+    return _client_key(address, ipv6_prefix)
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_key(address: str, ipv6_prefix: int) -> str:
     try:
-        ip = ipaddress.ip_address(address or "")
+        ip = ipaddress.ip_address(address)
     except ValueError:
-        return "unknown"  # no socket address (a Unix socket) or a proxy's garbage: one allowance for all of them
+        return "unknown"  # a proxy's garbage: one allowance for all of it
     if ip.version == 4:
         return str(ip)
     if ip.ipv4_mapped is not None:  # an IPv4 client of a dual-stack socket
