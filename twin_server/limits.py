@@ -141,7 +141,7 @@ def _unreachable() -> BackendUnavailable:
 
 def client_key(address: str | None, ipv6_prefix: int = 64) -> str:
     """Whom a request's address counts for: an IPv4 address, an IPv6 network, or ``unknown``."""
-    if not address or len(address) > 64:  # no socket address (a Unix socket), or no address at all
+    if not address or len(address) > 64:  # no socket address (a Unix socket), or too long to be one
         return "unknown"
     return _client_key(address, ipv6_prefix)
 
