@@ -113,7 +113,7 @@ class Report:
 
 
 def _strings(record: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
-    value = record.get(key, ())
+    value = record.get(key, [])
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
