@@ -16,7 +16,7 @@ import json
 import sys
 import time
 
-from twin_local.offline import NOT_COVERED, OfflineLLM
+from twin_local.offline import OfflineLLM, is_not_covered
 from twin_local.persona import FilesystemPersonaSource, example_persona_dir
 from twin_server.evaluation import judge_by_reply, load_cases, run_cases
 from twin_server.types import Message, Prompt
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for path in args.files:
         cases = load_cases(path)
-        ask, recorded = judge_by_reply(offline_ask(args.persona), lambda reply: NOT_COVERED in reply)
+        ask, recorded = judge_by_reply(offline_ask(args.persona), is_not_covered)
         turns = [0]
 
         def counted(session_id: str, text: str) -> str:
