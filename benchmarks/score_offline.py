@@ -6,7 +6,7 @@ Each case replays its history in its own conversation, as the chat turn would:
 earlier user messages and the model's replies go into ``Prompt.messages``. A
 session counts as having recorded an unanswered question when one of its
 replies is the model's honest "not covered" answer, which is what the owner
-inbox records for the offline model. Also prints the mean cost of one turn.
+inbox records for the offline model. (Its cost per turn: ``bench_offline``.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 from twin_local.offline import OfflineLLM, is_not_covered
 from twin_local.persona import FilesystemPersonaSource, example_persona_dir
@@ -48,17 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.files:
         cases = load_cases(path)
         ask, recorded = judge_by_reply(offline_ask(args.persona), is_not_covered)
-        turns = [0]
-
-        def counted(session_id: str, text: str) -> str:
-            turns[0] += 1
-            return ask(session_id, text)
-
-        start = time.perf_counter()
-        report = run_cases(cases, counted, unanswered_recorded=recorded)
-        elapsed = time.perf_counter() - start
-        print(f"{path}: {report.passed}/{report.total} = {report.score:.3f}"
-              f"  ({elapsed / turns[0] * 1e6:.0f} µs per turn over {turns[0]} turns)")
+        report = run_cases(cases, ask, unanswered_recorded=recorded)
+        print(f"{path}: {report.passed}/{report.total} = {report.score:.3f}")
         if args.table:
             print(report.to_table())
         if args.json:

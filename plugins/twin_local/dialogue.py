@@ -178,6 +178,11 @@ def looks_like_follow_up(text: str, content_terms: int) -> bool:
                 or (_FOLLOW_UP_START.match(text) and not _SECOND_PERSON.search(text)))
 
 
+def leans_on_context(text: str) -> bool:
+    """It points at something said before: "how much does it cost?", "where is that?"."""
+    return bool(_ANAPHORA.search(text))
+
+
 def relation(text: str) -> int:
     """-1 for a question about what came before something, +1 for after, 0 otherwise."""
     match = _RELATION.search(text)

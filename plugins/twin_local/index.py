@@ -61,6 +61,13 @@ class PersonaIndex:
             stem(word.lower()) for p in self.passages for word in _NAME.findall(p.text) if word.lower() not in STOPWORDS
         ) | frozenset(stem(w) for project in persona.facts.get("projects") or () if isinstance(project, Mapping)
                       for w in tokens(str(project.get("name") or "")))
+        # Which passages an intent's tag boosts, and by what share: a note named like a topic ("~projects") less.
+        self._by_tag: dict[str, list[tuple[int, float]]] = {}
+        for i, passage in enumerate(self.passages):
+            for tag in passage.tags:
+                name, share = (tag[1:], self.NOTE_TOPIC_SHARE) if tag.startswith("~") else (tag, 1.0)
+                self._by_tag.setdefault(name, []).append((i, share))
+        self._headed = [i for i, p in enumerate(self.passages) if p.heading]
         self.dated = sorted((p for p in self.passages if p.year is not None and p.tags & set(_DATED)),
                             key=lambda p: (p.year, -p.order))
 
@@ -75,18 +82,24 @@ class PersonaIndex:
         for term, weight in terms.items():
             for i, norm in self._postings.get(term, ()):
                 scores[i] += weight * self._idf[term] * norm
-        focus = {t: w * self.idf(t) for t, w in terms.items() if w >= 0.5}
-        focus_total = sum(focus.values())
-        for i, passage in enumerate(self.passages):
-            if boosts:
-                scores[i] += self.boost(passage, boosts)
-            if passage.heading and own:
+        bonus: dict[int, float] = {}
+        for tag, value in boosts.items():
+            for i, share in self._by_tag.get(tag, ()):
+                bonus[i] = max(bonus.get(i, 0.0), share * value)
+        for i, value in bonus.items():
+            scores[i] += value
+        if own:
+            for i in self._headed:
                 # The question is (mostly) the heading above this paragraph, e.g. an FAQ entry.
-                matched = len(own & passage.heading) / len(own)
+                matched = len(own & self.passages[i].heading) / len(own)
                 scores[i] += self.HEADING_BOOST * matched if matched >= 0.5 else 0.0
-            if kinds & passage.kinds and focus_total and scores[i] > 0:
-                near = sum(w for t, w in focus.items() if t in passage.near_numbers) / focus_total
-                scores[i] += self.KIND_BOOST * (0.25 + 0.75 * near)
+        focus = {t: w * self.idf(t) for t, w in terms.items() if w >= 0.5} if kinds else {}
+        focus_total = sum(focus.values())
+        if focus_total:
+            for i, passage in enumerate(self.passages):
+                if kinds & passage.kinds and scores[i] > 0:
+                    near = sum(w for t, w in focus.items() if t in passage.near_numbers) / focus_total
+                    scores[i] += self.KIND_BOOST * (0.25 + 0.75 * near)
         order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
         return [(scores[i], self.passages[i]) for i in order]
 
@@ -96,16 +109,17 @@ class PersonaIndex:
         return max((cls.NOTE_TOPIC_SHARE * boosts.get(tag[1:], 0.0) if tag.startswith("~") else boosts.get(tag, 0.0)
                     for tag in passage.tags), default=0.0)
 
-    def coverage(self, passage: Passage, groups: Mapping[str, frozenset[str]]) -> float:
+    def coverage(self, passage: Passage, groups: Mapping[str, frozenset[str]], literal: bool = False) -> float:
         """How much of the question (by idf weight) this one passage answers, 0..1.
 
         A word counts when the passage has it or one of its synonyms. A word
         that qualifies a more common one right after it in the question
         ("remote work", "solar system") must be near it in the passage too, or
         it counts as missing: English compounds end in their broader word.
+        ``literal``: synonyms do not count.
         """
         where = self._positions[passage.order]
-        found = {t for t, synonyms in groups.items() if t in where or any(s in where for s in synonyms)}
+        found = {t for t, synonyms in groups.items() if t in where or (not literal and any(s in where for s in synonyms))}
         ordered = list(groups)
         for a, b in zip(ordered, ordered[1:]):
             if (a in where and b in where and a not in self.names and self.idf(b) < self.idf(a)

@@ -162,7 +162,8 @@ class OfflineLLM:
         answer = self._compose(index, text, earlier, said)
         if answer is not None:
             return answer
-        if strong and not earlier and not dialogue.is_personal(text, index.name_terms | index.names):
+        if (strong and not earlier and not dialogue.leans_on_context(text)
+                and not dialogue.is_personal(text, index.name_terms | index.names)):
             return OFF_TOPIC  # general knowledge ("what's the capital of France?"): not a gap in the persona
         return NOT_COVERED
 
@@ -185,12 +186,16 @@ class OfflineLLM:
             # A follow-up asking for something specific: what the last reply said without it is no answer.
             last = next((m.content for m in reversed(earlier) if m.role == "assistant"), "")
             said = said | {p.text for p in index.passages if p.text in last and not kinds & p.kinds}
-        ranked = [(s, p) for s, p in index.rank(terms, boosts, kinds)[:self.CANDIDATES]
-                  if p.text not in said and s >= self.THRESHOLD]
-        # Only passages that answer the question: one an intent points at, or one covering most of its words.
+        # A follow-up's subject is borrowed at a lower weight, and it needs less of its own words covered.
+        threshold = self.THRESHOLD * (self.CARRY[0] if subject else 1.0)
         least = self.MIN_COVERAGE * (0.5 if subject else 1.0)
+        # Without a previous turn, "how much does it cost?" has no subject: only its own words count, not synonyms.
+        literal = not subject and dialogue.leans_on_context(text) and not index.names & groups.keys()
+        ranked = [(s, p) for s, p in index.rank(terms, boosts, kinds)[:self.CANDIDATES]
+                  if p.text not in said and s >= threshold]
+        # Only passages that answer the question: one an intent points at, or one covering enough of its words.
         ranked = [(s, p) for s, p in ranked
-                  if index.boost(p, boosts) or not groups or index.coverage(p, groups) >= least]
+                  if index.boost(p, boosts) or not groups or index.coverage(p, groups, literal) >= least]
         if not ranked:
             return None
         best_score, best = ranked[0]
@@ -198,7 +203,7 @@ class OfflineLLM:
         chosen = [best]
         length = len(best.text)
         for score, passage in ranked[1:]:
-            if len(chosen) >= limit or score < max(self.THRESHOLD, best_score * self.RELATIVE):
+            if len(chosen) >= limit or score < max(threshold, best_score * self.RELATIVE):
                 break
             if length + len(passage.text) > self.MAX_CHARS:
                 continue
