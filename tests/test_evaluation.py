@@ -152,7 +152,8 @@ def test_a_failing_turn_fails_its_case_and_the_run_goes_on():
 
 def test_progress_is_reported_after_each_case():
     seen = []
-    run_cases([Case("Where do you live?", "fact")] * 3, Scripted(), progress=lambda done, total: seen.append((done, total)))
+    run_cases([Case("Where do you live?", "fact")] * 3, Scripted(),
+              progress=lambda done, total: seen.append((done, total)))
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
@@ -183,6 +184,7 @@ def test_table_by_category_then_the_failing_cases_with_their_replies():
     assert lines[3].split() == ["multi-turn", "0", "1", "0%"]
     assert lines[5].split() == ["total", "1", "3", "33%"]
     assert "2 failing:" in table
-    assert "[offtopic] What's 2+2? (line 7)\n  why: forbidden 'Python'\n  reply: 4, and my skills are Python and Rust." in table
+    assert ("[offtopic] What's 2+2? (line 7)\n  why: forbidden 'Python'\n"
+            "  reply: 4, and my skills are Python and Rust.") in table
     assert "  reply: line one\n         line two" in table
     assert "Where do you live?" not in table.split("failing:")[1]

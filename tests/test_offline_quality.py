@@ -34,13 +34,16 @@ MIRA = Persona(
             {"role": "Apprentice", "company": "Van Dijk Joinery", "years": "2013–2019",
              "description": "I worked on restoring church pews in a remote village."},
         ],
-        "education": [{"degree": "Diploma in Furniture Design", "school": "Ghent Craft School", "years": "2010–2013"}],
+        "education": [{"degree": "Diploma in Furniture Design", "school": "Ghent Craft School",
+                       "years": "2010–2013"}],
         "projects": [{"name": "Benchkit", "description": "a flat-pack workbench that a beginner can assemble in "
                                                          "an afternoon, sold for 350 euros"}],
         "interests": ["cycling", "jazz piano"],
     },
-    summary="I make furniture that outlives its owners. Today I run Oakline Studio in Ghent with a small crew.",
-    notes={"faq": "## What is your favourite wood?\nOak, because it ages beautifully and forgives mistakes.\n"},
+    summary="I make furniture that outlives its owners. Today I run Oakline Studio in Ghent with a small crew, "
+            "and the workshop is where I'm happiest.",
+    notes={"faq": "## What is your favourite wood?\nOak, because it ages beautifully and forgives mistakes.\n\n"
+                  "## Van Dijk Joinery\nAt Van Dijk Joinery I learned to cut every joint by hand.\n"},
 )
 
 
@@ -103,7 +106,7 @@ def test_the_held_out_set_is_well_formed():
 
 def test_snowball_stems_and_paraphrases():
     assert stem("hobbies") == stem("hobby") and stem("employer") == stem("employed")
-    assert stem("hobbi" if False else "studied") == stem("study")
+    assert stem("studied") == stem("study")
     assert "hobbi" in query_groups("What do you do in your spare time?")
     assert stem("pcb") in query_groups("Can you design circuit boards?")
     assert query_terms("Who's your employer?", expand=True)[stem("company")] == 0.5
@@ -143,6 +146,7 @@ def test_paraphrases_sharing_no_keyword_are_answered(llm, question, expected):
     ],
 )
 def test_the_number_asked_for_is_found_in_a_description(llm, question, expected):
+    # Each question's subject is also in a passage without the number (the summary, a note): the kind decides.
     answer = ask(llm, MIRA, question)
     assert expected in answer, answer
 
@@ -185,6 +189,7 @@ def test_off_topic_requests_are_declined_politely_and_not_recorded(llm, question
 def test_a_question_about_the_person_without_you_is_not_off_topic(llm):
     assert "350 euros" in ask(llm, MIRA, "Benchkit price?")
     assert ask(llm, MIRA, "Benchkit colours?") == NOT_COVERED
+    assert ask(llm, MIRA, "Oakline Studio opening hours?") == NOT_COVERED
 
 
 # --- follow-ups ------------------------------------------------------------------------------------

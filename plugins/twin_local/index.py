@@ -119,7 +119,8 @@ class PersonaIndex:
         ``literal``: synonyms do not count.
         """
         where = self._positions[passage.order]
-        found = {t for t, synonyms in groups.items() if t in where or (not literal and any(s in where for s in synonyms))}
+        found = {t for t, synonyms in groups.items()
+                 if t in where or (not literal and any(s in where for s in synonyms))}
         ordered = list(groups)
         for a, b in zip(ordered, ordered[1:]):
             if (a in where and b in where and a not in self.names and self.idf(b) < self.idf(a)

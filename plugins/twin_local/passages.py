@@ -1,9 +1,11 @@
-"""A persona cut into first-person passages, and the text analysis the offline model ranks them with.
+"""A persona cut into first-person passages for the offline model.
 
 Facts become templated sentences ("I'm based in Lisbon."), the summary,
 notes and LinkedIn text become paragraphs. Each passage carries tags
-("location", "skills", ...) that the offline model's intent map boosts, and
-its terms: lower-cased words without stopwords, lightly stemmed.
+("location", "skills", ...) that the offline model's intent map boosts, its
+terms (``twin_local.analysis``: stems without stopwords), the kinds of
+specific answer it holds (a year, a price, a size: ``answer_kinds``) and,
+for a dated fact, its first year.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from twin_local.analysis import PROGRAMMING_LANGUAGES, STOPWORDS, normalise, query_groups, query_terms, stem, terms, tokens
+from twin_local.analysis import (
+    PROGRAMMING_LANGUAGES, STOPWORDS, normalise, query_groups, query_terms, stem, terms, tokens,
+)
 from twin_server.types import Persona
 
 __all__ = ["Passage", "build_passages", "follow_on", "lower_first", "answer_kinds",
