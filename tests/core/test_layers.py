@@ -17,7 +17,7 @@ ROUTE_MODULES = ("twin_server.http.routes", "twin_server.http.streaming", "twin_
                  "twin_server.http.page")
 #: Each layer may import only itself and the layers after it in this list.
 LAYERS = (
-    ("twin_server.cli", "twin_server.app"),
+    ("twin_server.cli", "twin_server.app", "twin_server.evaluation"),
     ("twin_server.http", "twin_server.app_state", "twin_server.quotas", "twin_server.telemetry.wiring"),
     ("twin_server.turn",),
     ("twin_server.backends", "twin_server.plugin_manager"),
