@@ -25,11 +25,13 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["Case", "CaseResult", "Report", "load_cases", "run_cases", "judge_by_reply"]
+__all__ = ["Case", "CaseResult", "JUDGE_INSTRUCTIONS", "Report", "judge_by_reply", "load_cases", "run_cases", "verdict_of"]
 
 Ask = Callable[[str, str], str]
 Unanswered = Callable[[str], bool]
 Progress = Callable[[int, int], None]
+#: ``judge(question, response)`` → None when the reply is faithful, else why it is not.
+Judge = Callable[[str, str], "str | None"]
 
 _FIELDS = frozenset({"question", "category", "history", "expect_all", "expect_any", "forbid", "unanswered", "note"})
 
@@ -184,7 +186,15 @@ def check(case: Case, response: str, unanswered: bool | None) -> list[str]:
     return why
 
 
-def run_case(case: Case, ask: Ask, unanswered_recorded: Unanswered | None = None) -> CaseResult:
+def run_case(
+    case: Case,
+    ask: Ask,
+    unanswered_recorded: Unanswered | None = None,
+    *,
+    judge: Judge | None = None,
+    finished: Callable[[str], object] | None = None,
+) -> CaseResult:
+    """One case in a fresh session; ``finished(session_id)`` runs afterwards, whatever happened (clean-up)."""
     session_id = f"eval-{uuid.uuid4().hex}"
     try:
         for text in case.history:
@@ -193,22 +203,54 @@ def run_case(case: Case, ask: Ask, unanswered_recorded: Unanswered | None = None
         recorded = None
         if case.unanswered is not None and unanswered_recorded is not None:
             recorded = bool(unanswered_recorded(session_id))
+        why = check(case, response, recorded)
+        if judge is not None:
+            verdict = judge(case.question, response)
+            if verdict:
+                why.append(f"judged unfaithful: {verdict}")
     except Exception as exc:  # a failed turn fails its case, reported with the error, and the run goes on
         return CaseResult(case, False, f"error: {type(exc).__name__}: {exc}", "")
-    why = check(case, response, recorded)
+    finally:
+        if finished is not None:
+            finished(session_id)
     return CaseResult(case, not why, "; ".join(why), response)
 
 
-def run_cases(cases: Iterable[Case], ask: Ask, *, unanswered_recorded: Unanswered | None = None,
-              progress: Progress | None = None) -> Report:
+def run_cases(
+    cases: Iterable[Case],
+    ask: Ask,
+    *,
+    unanswered_recorded: Unanswered | None = None,
+    progress: Progress | None = None,
+    judge: Judge | None = None,
+    finished: Callable[[str], object] | None = None,
+) -> Report:
     """Run every case, each in a fresh session, and score them; ``progress(done, total)`` after each."""
     cases = list(cases)
     results: list[CaseResult] = []
     for case in cases:
-        results.append(run_case(case, ask, unanswered_recorded))
+        results.append(run_case(case, ask, unanswered_recorded, judge=judge, finished=finished))
         if progress is not None:
             progress(len(results), len(cases))
     return Report(tuple(results))
+
+
+JUDGE_INSTRUCTIONS = (
+    "You grade a digital twin's reply for faithfulness. The twin may state only what the persona material "
+    "above says. Answer with one line: 'FAITHFUL' when every claim in the reply is supported by that material "
+    "(an honest 'I haven't written about that' or a polite refusal is faithful), else 'UNFAITHFUL: ' and the "
+    "first unsupported claim."
+)
+
+
+def verdict_of(text: str) -> str | None:
+    """The judge model's one line → None (faithful) or the reason; anything unclear counts as unfaithful."""
+    line = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if line.upper().startswith("FAITHFUL"):
+        return None
+    if line.upper().startswith("UNFAITHFUL"):
+        return line.split(":", 1)[1].strip() if ":" in line else "no reason given"
+    return f"the judge's answer was not a verdict: {line[:120]!r}"
 
 
 def judge_by_reply(ask: Ask, is_unanswered: Callable[[str], bool]) -> tuple[Ask, Unanswered]:
