@@ -378,7 +378,7 @@ def test_a_broken_llm_fails_the_contract(pytester, mutant):
         "LLMBackendContract",
         f"""
         timeout_seconds = 0.05
-        timeout_slack = 0.25
+        timeout_slack = 0.5
 
         @pytest.fixture
         def llm(self):
@@ -386,7 +386,7 @@ def test_a_broken_llm_fails_the_contract(pytester, mutant):
 
         @pytest.fixture
         def slow_llm(self):
-            return here.{mutant}(delay=0.4)
+            return here.{mutant}(delay=0.8)
 
         @pytest.fixture
         def failing_llm(self):
