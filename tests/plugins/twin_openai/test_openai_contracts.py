@@ -7,7 +7,7 @@ import pytest
 
 import twin_openai
 from tests.doubles.fake_openai import FakeOpenAI
-from twin_server.backends.registry import BackendContext
+from twin_server import BackendContext
 from twin_server.testing import LLMBackendContract
 
 KEY = "sk-test-contracts-0123456789"
