@@ -26,13 +26,18 @@ def same_session(client: int, i: int) -> Mapping[str, object]:
 
 
 @contextlib.contextmanager
-def server(app: str, env: Mapping[str, str], data_dir: Path, log: Path) -> Iterator[tuple[str, int, int]]:
-    """``gunicorn APP`` with nothing else on its command line: gunicorn.conf.py decides. Yields (host, port, pid)."""
+def server(app: str, env: Mapping[str, str], data_dir: Path, log: Path, root: Path = ROOT) -> Iterator[tuple[str, int, int]]:
+    """``gunicorn APP`` with nothing else on its command line: gunicorn.conf.py decides. Yields (host, port, pid).
+
+    ``root``: the checkout to serve (its gunicorn.conf.py, wsgi.py and packages come first on the path).
+    """
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
     full_env.update({"TWIN_BIND": f"127.0.0.1:{port}", "TWIN_DATA_DIR": str(data_dir), **env})
+    if root != ROOT:
+        full_env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "plugins"), str(ROOT)])
     with open(log, "ab") as output:
-        process = subprocess.Popen([sys.executable, "-m", "gunicorn", app], cwd=ROOT, env=full_env,
+        process = subprocess.Popen([sys.executable, "-m", "gunicorn", app], cwd=root, env=full_env,
                                    stdout=output, stderr=subprocess.STDOUT)
         try:
             wait_until_up(f"http://127.0.0.1:{port}/health", process, output=log)
@@ -42,17 +47,32 @@ def server(app: str, env: Mapping[str, str], data_dir: Path, log: Path) -> Itera
             process.wait(timeout=30)
 
 
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        each = todo.pop()
+        found.append(each)
+        for task in Path(f"/proc/{each}/task").iterdir():
+            todo.extend(map(int, (task / "children").read_text().split()))
+    return found
+
+
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of a server process and each of its descendants (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for each in _descendants(pid):
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        seconds[each] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
 def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of a gunicorn master and its workers (Linux /proc), or None."""
+    """User + system CPU of a server process and all its descendants, or None (no /proc)."""
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        total = 0
-        for each in (pid, *map(int, children)):
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+        return sum(cpu_by_process(pid).values())
     except OSError:
         return None
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def load(host: str, port: int, clients: int, seconds: float, body: Body = same_session) -> dict[str, float]:

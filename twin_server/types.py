@@ -11,6 +11,9 @@ from typing import Any, Literal
 
 Role = Literal["user", "assistant"]
 _DECODER = json.JSONDecoder()  # json.loads re-checks its arguments on every call; stores call this per line
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: Line breaks to str.splitlines() that JSON leaves raw: escaped, so one record stays one line to every reader.
+LINE_BREAK_ESCAPES = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 ROLES: tuple[str, ...] = ("user", "assistant")
 
 
@@ -64,7 +67,8 @@ class Message:
         Raises ValidationError for content that is not valid Unicode (a lone
         surrogate from a ``"\\ud800"`` JSON escape), before anything is written.
         """
-        text = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        text = _ENCODER.encode(self.to_dict())
+        text = text if text.isascii() else text.translate(LINE_BREAK_ESCAPES)
         try:
             return text.encode("utf-8")
         except UnicodeEncodeError:

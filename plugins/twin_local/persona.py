@@ -1,9 +1,13 @@
 """The filesystem persona source: a directory laid out as ``twin_server.persona`` describes.
 
-``load()`` is called on every request, so it is cheap when nothing changed:
-one ``os.scandir`` of the directory collects (name, mtime_ns, size) of the
-layout's files, and the persona is parsed again only when that signature
-differs from the last one. An edited persona is picked up without a restart.
+``load()`` is called on every request, so it is cheap: the directory is
+revalidated at most once per ``TWIN_PERSONA_RELOAD_SECONDS`` (default 2; 0
+revalidates on every request, for writing a persona). Revalidating is one
+``os.scandir`` collecting (name, mtime_ns, size) of the layout's files; the
+persona is parsed again only when that signature differs from the last one.
+An edited persona is served within the interval, without a restart. While the
+persona cannot be loaded, every request revalidates, so a fix is picked up at
+once (a broken persona serves no chat, so there is nothing to save).
 """
 
 from __future__ import annotations
@@ -12,15 +16,19 @@ import importlib.resources
 import logging
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from twin_server import settings
 from twin_server.errors import PersonaError
 from twin_server import FACTS_FILE, is_persona_file, parse_persona, Persona
 
 log = logging.getLogger(__name__)
 
 SETTING = "TWIN_PERSONA_DIR"
+RELOAD_SETTING = "PERSONA_RELOAD_SECONDS"
+DEFAULT_RELOAD_SECONDS = 2.0
 
 Signature = tuple[tuple[str, int, int], ...]
 
@@ -31,13 +39,27 @@ def example_persona_dir() -> str:
 
 
 class FilesystemPersonaSource:
-    """Reads a persona from ``directory`` and re-reads it only when its files change."""
+    """Reads a persona from ``directory`` and re-reads it only when its files change.
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    ``reload_seconds``: the longest a loaded persona is served before the
+    directory is looked at again (0: every call); ``clock`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        reload_seconds: float = DEFAULT_RELOAD_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if reload_seconds < 0:
+            raise ValueError("reload_seconds must not be negative")
         self.directory = os.path.abspath(os.path.expanduser(os.fspath(directory)))
+        self.reload_seconds, self.clock = reload_seconds, clock
         self._lock = threading.Lock()
         # (signature, persona, error message): replaced as a whole, so a reader never sees a mix.
         self._state: tuple[Signature | None, Persona | None, str | None] = (None, None, None)
+        self._fresh_until = float("-inf")  # the clock reading before which the state is served unchecked
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "FilesystemPersonaSource":
@@ -45,12 +67,24 @@ class FilesystemPersonaSource:
         if directory is None or not str(directory).strip():
             directory = example_persona_dir()
             log.info("PERSONA_DIR is not set; serving the bundled example persona from %s", directory)
-        return cls(directory)
+        reload_seconds = settings.get_float(config, RELOAD_SETTING, DEFAULT_RELOAD_SECONDS, minimum=0)
+        return cls(directory, reload_seconds=reload_seconds)
 
     def __repr__(self) -> str:
         return f"FilesystemPersonaSource({self.directory!r})"
 
     def load(self) -> Persona:
+        state = self._state
+        if state[1] is None or self.clock() >= self._fresh_until:
+            state = self._revalidate()
+        persona, error = state[1], state[2]
+        if persona is None:
+            # A fresh exception each time: re-raising one instance would grow its traceback.
+            raise PersonaError(error or f"persona in {self.directory} cannot be loaded")
+        return persona
+
+    def _revalidate(self) -> tuple[Signature | None, Persona | None, str | None]:
+        now = self.clock()
         signature = self._scan()
         state = self._state
         if state[0] != signature:
@@ -58,11 +92,8 @@ class FilesystemPersonaSource:
                 state = self._state
                 if state[0] != signature:
                     state = self._state = self._reload(signature, state)
-        persona, error = state[1], state[2]
-        if persona is None:
-            # A fresh exception each time: re-raising one instance would grow its traceback.
-            raise PersonaError(error or f"persona in {self.directory} cannot be loaded")
-        return persona
+        self._fresh_until = now + self.reload_seconds
+        return state
 
     def _scan(self) -> Signature:
         entries: list[tuple[str, int, int]] = []

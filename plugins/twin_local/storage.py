@@ -9,6 +9,16 @@ A turn is appended with a single ``write`` under an exclusive ``flock`` on the
 session's stripe, so concurrent appends from threads and processes never
 interleave, and a crash can at worst leave a torn last line. Readers trust only
 the bytes up to the last newline; the next append cuts any torn tail off.
+
+Each process keeps its 64 lock files open (opened on first use, reopened after
+a fork, since a forked child shares its parent's open files and so its flocks)
+with a ``threading.Lock`` per stripe in front: a flock serializes processes and
+separate opens, the thread lock the threads sharing one open file. The
+``.locks`` directory must therefore not be removed while servers run.
+
+A load of the last ``limit`` messages starts from the session's cached tail
+(``twin_local.tail_cache``) when it has one, and parses only the lines other
+processes appended since; an append extends the tail it has just written after.
 """
 
 from __future__ import annotations
@@ -18,12 +28,14 @@ import errno
 import fcntl
 import logging
 import os
+import threading
 import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from twin_local.tail_cache import Tail, TailCache, as_stored
 from twin_server.errors import BackendUnavailable, ConfigurationError, ValidationError
 from twin_server import is_session_id, Message
 
@@ -36,16 +48,64 @@ BLOCK_SIZE = 64 * 1024
 SUFFIX = ".jsonl"
 
 
+_fork_guard = threading.Lock()
+
+
+def _new_fork_guard() -> None:
+    global _fork_guard
+    _fork_guard = threading.Lock()  # the parent's may have been held by a thread that the fork left behind
+
+
+os.register_at_fork(after_in_child=_new_fork_guard)
+
+
+class _StripeLocks:
+    """One process's open lock files and the thread locks in front of them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.pid = os.getpid()
+        self.directory = directory
+        self.guards = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self.fds: list[int | None] = [None] * LOCK_STRIPES
+        self.tails = TailCache()  # each entry is read and changed only under its session's stripe lock
+
+    def fd(self, stripe: int) -> int:
+        """The stripe's lock file (call with its guard held)."""
+        fd = self.fds[stripe]
+        if fd is None:
+            path = self.directory / f"{stripe}.lock"
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:  # someone removed .locks before we opened this stripe; put it back
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self.fds[stripe] = fd
+        return fd
+
+    def close(self) -> None:
+        for fd in self.fds:
+            if fd is not None:
+                os.close(fd)
+        self.fds = [None] * LOCK_STRIPES
+
+
 class FilesystemStore:
     """A ConversationStore keeping each session in ``<root>/<session_id>.jsonl``."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).absolute()
+        self._prefix = os.path.join(self.root, "")  # session paths are built by concatenation, not pathlib
         self._locks = self.root / ".locks"
         try:
             self._locks.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigurationError(f"cannot create the data directory {self.root}: {exc.strerror}") from exc
+        self._stripes = _StripeLocks(self._locks)
+
+    def __del__(self) -> None:
+        stripes = getattr(self, "_stripes", None)
+        if stripes is not None and stripes.pid == os.getpid():
+            stripes.close()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "FilesystemStore":
@@ -60,29 +120,47 @@ class FilesystemStore:
             raise ValueError("limit must not be negative")
         if limit == 0:
             return []
-        newest_first: list[Message] = []
         try:
             # A shared lock keeps a reader from seeing half of a turn that is being written.
-            with self._lock(session_id, fcntl.LOCK_SH):
+            with self._lock(session_id, fcntl.LOCK_SH) as stripes:
                 try:
                     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 except FileNotFoundError:
+                    stripes.tails.drop(session_id)
                     return []
                 try:
-                    end = _complete_end(fd, os.fstat(fd).st_size)
-                    # Lines are parsed newest first, so a corrupt line inside the tail
-                    # makes us read one more line rather than return fewer than limit.
-                    for offset, line in _lines_backwards(fd, end):
-                        message = _parse(line, session_id, offset)
-                        if message is not None:
-                            newest_first.append(message)
-                            if len(newest_first) == limit:
-                                break
+                    return self._read(fd, session_id, limit, stripes.tails)
                 finally:
                     os.close(fd)
         except OSError as exc:
             raise _unavailable("read", exc) from exc
+
+    def _read(self, fd: int, session_id: str, limit: int | None, tails: TailCache) -> list[Message]:
+        st = os.fstat(fd)
+        if limit is not None and limit <= tails.max_messages:
+            tail = tails.get(session_id)
+            if tail is not None and _catch_up(fd, st, tail, session_id, tails):
+                if len(tail.messages) >= limit or tail.whole:
+                    return tail.messages[-limit:]
+        newest_first: list[Message] = []
+        end = _complete_end(fd, st.st_size)
+        last_line, reached_start = b"", True
+        # Lines are parsed newest first, so a corrupt line inside the tail
+        # makes us read one more line rather than return fewer than limit.
+        for offset, line in _lines_backwards(fd, end):
+            if offset + len(line) + 1 == end:
+                last_line = line
+            message = _parse(line, session_id, offset)
+            if message is not None:
+                newest_first.append(message)
+                if len(newest_first) == limit:
+                    reached_start = offset == 0
+                    break
         newest_first.reverse()
+        if limit is not None and limit <= tails.max_messages:
+            tail = Tail(st.st_ino, end, last_line, list(newest_first), reached_start, limit)
+            tail.extend([], end, last_line)  # computes its cost
+            tails.put(session_id, tail)
         return newest_first
 
     def append(self, session_id: str, messages: Sequence[Message]) -> None:
@@ -92,14 +170,15 @@ class FilesystemStore:
         if not data:
             return
         try:
-            with self._lock(session_id, fcntl.LOCK_EX):
+            with self._lock(session_id, fcntl.LOCK_EX) as stripes:
                 # O_RDWR rather than O_WRONLY: the torn-tail check must read the last bytes.
                 fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 try:
-                    size = _repair(fd, session_id)
+                    st, size = _repair(fd, session_id)
                     _write_all(fd, data, size)
                 finally:
                     os.close(fd)
+                _remember(stripes.tails, session_id, st.st_ino, size, data, messages)
         except OSError as exc:
             raise _unavailable("write", exc) from exc
 
@@ -107,7 +186,8 @@ class FilesystemStore:
         """Erase the session; True when there was a file to erase."""
         path = self._path(session_id)
         try:
-            with self._lock(session_id, fcntl.LOCK_EX):
+            with self._lock(session_id, fcntl.LOCK_EX) as stripes:
+                stripes.tails.drop(session_id)
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
@@ -141,12 +221,13 @@ class FilesystemStore:
     def _erase_if_older(self, session_id: str, cutoff: float) -> bool:
         path = self._path(session_id)
         try:
-            if path.stat().st_mtime >= cutoff:
+            if os.stat(path).st_mtime >= cutoff:
                 return False
-            with self._lock(session_id, fcntl.LOCK_EX):
-                if path.stat().st_mtime >= cutoff:
+            with self._lock(session_id, fcntl.LOCK_EX) as stripes:
+                if os.stat(path).st_mtime >= cutoff:
                     return False
-                path.unlink()
+                stripes.tails.drop(session_id)
+                os.unlink(path)
                 return True
         except FileNotFoundError:  # deleted by someone else meanwhile
             return False
@@ -155,28 +236,33 @@ class FilesystemStore:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _path(self, session_id: str) -> Path:
+    def _path(self, session_id: str) -> str:
         """The session's file, after checking the id can name nothing else."""
         if not is_session_id(session_id):
             raise ValidationError("invalid session id")
-        return self.root / f"{session_id}{SUFFIX}"
+        return self._prefix + session_id + SUFFIX
+
+    def _process_stripes(self) -> _StripeLocks:
+        stripes = self._stripes
+        if stripes.pid == os.getpid():
+            return stripes
+        with _fork_guard:  # the first use in a forked child: its own files and locks
+            if self._stripes.pid != os.getpid():
+                inherited, self._stripes = self._stripes, _StripeLocks(self._locks)
+                inherited.close()  # our copies of the parent's descriptors; the parent keeps its own
+            return self._stripes
 
     @contextlib.contextmanager
-    def _lock(self, session_id: str, mode: int) -> Iterator[None]:
-        # A fresh fd per call: flocks on separate open()s conflict even within one
-        # process, so this serializes threads as well as processes.
+    def _lock(self, session_id: str, mode: int) -> Iterator[_StripeLocks]:
         stripe = zlib.crc32(session_id.encode("ascii")) % LOCK_STRIPES  # hash() is salted per process
-        path = self._locks / f"{stripe}.lock"
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:  # someone removed .locks; put it back
-            self._locks.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
+        stripes = self._process_stripes()
+        with stripes.guards[stripe]:
+            fd = stripes.fd(stripe)
             fcntl.flock(fd, mode)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+            try:
+                yield stripes
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _encode(messages: Sequence[Message]) -> bytes:
@@ -235,14 +321,57 @@ def _lines_backwards(fd: int, end: int) -> Iterator[tuple[int, bytes]]:
         yield 0, buf[:-1]
 
 
-def _repair(fd: int, session_id: str) -> int:
-    """Cut off a torn last line (never acknowledged to anyone); return the file's size."""
-    size = os.fstat(fd).st_size
+def _repair(fd: int, session_id: str) -> tuple[os.stat_result, int]:
+    """Cut off a torn last line (never acknowledged to anyone); return the file's stat and size."""
+    st = os.fstat(fd)
+    size = st.st_size
     end = _complete_end(fd, size)
     if end != size:
         os.ftruncate(fd, end)
         log.warning("discarded a torn record (%d bytes) at the end of session %s", size - end, session_id)
-    return end
+    return st, end
+
+
+def _catch_up(fd: int, st: os.stat_result, tail: Tail, session_id: str, tails: TailCache) -> bool:
+    """Bring ``tail`` up to the file's last complete line; False (and dropped) when it is not this file's."""
+    if st.st_ino != tail.ino or st.st_size < tail.end:
+        tails.drop(session_id)
+        return False
+    start = tail.verify_from()
+    newer = tail.newer(os.pread(fd, st.st_size - start, start))
+    if newer is None:
+        tails.drop(session_id)
+        return False
+    cut = newer.rfind(b"\n") + 1
+    if cut:
+        lines = newer[: cut - 1].split(b"\n")
+        offset, parsed = tail.end, []
+        for line in lines:
+            message = _parse(line, session_id, offset)
+            if message is not None:
+                parsed.append(message)
+            offset += len(line) + 1
+        old_cost = tail.cost
+        tail.extend(parsed, tail.end + cut, lines[-1])
+        tails.changed(session_id, tail, old_cost)
+    return True
+
+
+def _remember(tails: TailCache, session_id: str, ino: int, size: int, data: bytes, messages: Sequence[Message]) -> None:
+    """After an append at ``size``: extend the session's tail, or start one for a new file."""
+    end, last_line = size + len(data), data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1]
+    stored = [as_stored(m) for m in messages]
+    tail = tails.get(session_id)
+    if size == 0:
+        tail = Tail(ino, 0, b"", [], True, tails.max_messages)
+        tail.extend(stored, end, last_line)
+        tails.put(session_id, tail)
+    elif tail is not None and tail.ino == ino and tail.end == size:
+        old_cost = tail.cost
+        tail.extend(stored, end, last_line)
+        tails.changed(session_id, tail, old_cost)
+    elif tail is not None:
+        tails.drop(session_id)
 
 
 def _write_all(fd: int, data: bytes, size: int) -> None:

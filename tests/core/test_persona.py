@@ -15,7 +15,7 @@ import twin_local.persona as fs_persona
 from twin_local.persona import FilesystemPersonaSource, example_persona_dir
 from twin_server import BackendContext, PersonaSource
 from twin_server.backends.registry import check_protocol
-from twin_server.errors import PersonaError
+from twin_server.errors import ConfigurationError, PersonaError
 from twin_server.persona_layout import PERSONA_FILES, is_persona_file, parse_persona, select_persona_files
 from twin_server.types import Persona
 
@@ -208,7 +208,7 @@ def test_unchanged_persona_is_parsed_once(persona_dir, parse_calls):
 
 
 def test_an_edit_is_picked_up_without_restart(persona_dir, parse_calls):
-    source = FilesystemPersonaSource(persona_dir)
+    source = FilesystemPersonaSource(persona_dir, reload_seconds=0)
     assert source.load().summary == "First summary."
     (persona_dir / "summary.txt").write_text("A longer, second summary.")
     assert source.load().summary == "A longer, second summary."
@@ -216,7 +216,7 @@ def test_an_edit_is_picked_up_without_restart(persona_dir, parse_calls):
 
 
 def test_a_same_size_edit_is_seen_by_its_mtime(persona_dir, parse_calls):
-    source = FilesystemPersonaSource(persona_dir)
+    source = FilesystemPersonaSource(persona_dir, reload_seconds=0)
     source.load()
     (persona_dir / "summary.txt").write_text("Other summary.")  # same length as "First summary."
     bump_mtime(persona_dir / "summary.txt")
@@ -225,7 +225,7 @@ def test_a_same_size_edit_is_seen_by_its_mtime(persona_dir, parse_calls):
 
 
 def test_notes_added_and_removed_are_seen(persona_dir, parse_calls):
-    source = FilesystemPersonaSource(persona_dir)
+    source = FilesystemPersonaSource(persona_dir, reload_seconds=0)
     assert dict(source.load().notes) == {}
     (persona_dir / "faq.md").write_text("Q and A")
     assert dict(source.load().notes) == {"faq": "Q and A"}
@@ -245,7 +245,7 @@ def test_files_outside_the_layout_do_not_cause_a_reparse(persona_dir, parse_call
 
 
 def test_an_invalid_edit_raises_until_fixed_and_is_parsed_once(persona_dir, parse_calls):
-    source = FilesystemPersonaSource(persona_dir)
+    source = FilesystemPersonaSource(persona_dir, reload_seconds=0)
     source.load()
     (persona_dir / "facts.json").write_text('{"full_name": ""}')
     for _ in range(3):
@@ -254,6 +254,66 @@ def test_an_invalid_edit_raises_until_fixed_and_is_parsed_once(persona_dir, pars
     assert len(parse_calls) == 2  # the broken version was parsed once, not per request
     (persona_dir / "facts.json").write_bytes(facts_bytes(location="Bergen"))
     assert source.load().facts["location"] == "Bergen"
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_edit_is_served_after_the_reload_interval_not_before(persona_dir, parse_calls, monkeypatch):
+    clock = StepClock()
+    source = FilesystemPersonaSource(persona_dir, reload_seconds=2, clock=clock)
+    scans = []
+    real_scan = source._scan
+    monkeypatch.setattr(source, "_scan", lambda: scans.append(1) or real_scan())
+    assert source.load().summary == "First summary."
+    (persona_dir / "summary.txt").write_text("A longer, second summary.")
+    clock.now += 1.9
+    for _ in range(5):
+        assert source.load().summary == "First summary."  # within the interval: not even looked at
+    assert len(scans) == 1
+    clock.now += 0.1
+    assert source.load().summary == "A longer, second summary."
+    assert len(scans) == 2 and len(parse_calls) == 2
+
+
+def test_reload_zero_looks_at_the_directory_on_every_load(persona_dir, monkeypatch):
+    source = FilesystemPersonaSource(persona_dir, reload_seconds=0, clock=StepClock())
+    assert source.load().summary == "First summary."
+    (persona_dir / "summary.txt").write_text("Changed at once.")
+    assert source.load().summary == "Changed at once."
+
+
+def test_a_broken_persona_is_retried_on_every_load_and_heals_at_once(persona_dir):
+    clock = StepClock()
+    (persona_dir / "facts.json").write_text('{"full_name": ""}')
+    source = FilesystemPersonaSource(persona_dir, reload_seconds=60, clock=clock)
+    with pytest.raises(PersonaError):
+        source.load()
+    (persona_dir / "facts.json").write_bytes(facts_bytes(location="Bergen"))
+    assert source.load().facts["location"] == "Bergen"  # no minute's wait for the fix
+
+
+def test_reload_interval_setting(persona_dir):
+    assert FilesystemPersonaSource.from_config({"PERSONA_DIR": str(persona_dir)}).reload_seconds == 2
+    source = FilesystemPersonaSource.from_config({"PERSONA_DIR": str(persona_dir), "PERSONA_RELOAD_SECONDS": "0"})
+    assert source.reload_seconds == 0
+    with pytest.raises(ConfigurationError, match="TWIN_PERSONA_RELOAD_SECONDS"):
+        FilesystemPersonaSource.from_config({"PERSONA_DIR": str(persona_dir), "PERSONA_RELOAD_SECONDS": "-1"})
+
+
+def test_the_app_serves_an_edited_persona_at_once_with_reload_zero(local_app, tmp_path):
+    persona = tmp_path / "persona"
+    persona.mkdir()
+    (persona / "facts.json").write_bytes(facts_bytes(location="Oslo"))
+    client = local_app(PERSONA_DIR=str(persona), PERSONA_RELOAD_SECONDS=0).test_client()
+    assert "Oslo" in client.post("/chat", json={"message": "Where do you live?"}).get_json()["response"]
+    (persona / "facts.json").write_bytes(facts_bytes(location="Bergen"))
+    assert "Bergen" in client.post("/chat", json={"message": "Where do you live?"}).get_json()["response"]
 
 
 def test_missing_directory_names_the_setting(tmp_path):

@@ -486,3 +486,48 @@ def test_concurrent_appends_from_processes(store, tmp_path):
     messages = store.load(SID)
     assert len(messages) == 400
     assert turn_problems(messages, workers, turns) == []
+
+
+def test_lock_files_stay_open_across_calls(store):
+    """One open per stripe for the process's life, not one per call."""
+    opened = []
+    real_open = os.open
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(os.fspath(path))
+        return real_open(path, *args, **kwargs)
+
+    store.append(SID, [msg("warm")])  # opens the stripe once
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(storage.os, "open", counting_open)
+        for i in range(5):
+            store.append(SID, [msg(f"m{i}")])
+            store.load(SID, 2)
+    assert not [path for path in opened if path.endswith(".lock")]
+    assert len(store.load(SID)) == 6
+
+
+def test_a_forked_child_locks_against_its_parent(store):
+    """After a fork the child opens its own lock files: sharing the parent's would share its flocks."""
+    store.append(SID, [msg("before the fork")])  # the parent's stripe file is open now
+    pid = None
+    try:
+        with store._lock(SID, fcntl.LOCK_EX):  # held by the parent (thread lock and flock) across the fork
+            pid = os.fork()
+            if pid == 0:  # the child: must wait for the parent's flock, and not deadlock on the copied thread lock
+                try:
+                    store.append(SID, [msg("from the child")])
+                finally:
+                    os._exit(0)
+            time.sleep(0.3)
+            assert os.waitpid(pid, os.WNOHANG) == (0, 0), "the child wrote while the parent held the lock"
+        deadline = time.monotonic() + 10
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            assert time.monotonic() < deadline, "the child never got the lock"
+            time.sleep(0.01)
+        pid = None
+    finally:
+        if pid:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+    assert [m.content for m in store.load(SID)] == ["before the fork", "from the child"]
