@@ -43,7 +43,7 @@ from pathlib import Path
 
 from benchmarks.load import cpu_by_process, cpu_seconds, server
 from benchmarks.wrk import run_wrk
-from tests.servers import ROOT, free_port, wait_until_up
+from tests.doubles.servers import ROOT, free_port, wait_until_up
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -197,7 +197,7 @@ def slow_llm(work: Path, log: Path) -> None:
     """Chats waiting on a 200 ms LLM, gunicorn.conf.py's own workers and threads, logs/metrics/limit on."""
     env = {"TWIN_LLM": "paced", "TWIN_PACED_TOKENS": "1", "TWIN_PACED_INTERVAL": str(SLOW_LLM_SECONDS), **LIMIT_ON}
     limit = SLOW_CONNECTIONS / SLOW_LLM_SECONDS
-    with server("tests.plugins.paced_app:app", env, work / "slow", log) as (host, port, pid):
+    with server("tests.doubles.paced_app:app", env, work / "slow", log) as (host, port, pid):
         measure(host, port, pid, "new", 1.0, SLOW_CONNECTIONS)
         outcome = measure(host, port, pid, "new", SLOW_RUN_SECONDS, SLOW_CONNECTIONS)
     print(f"\nslow LLM ({1000 * SLOW_LLM_SECONDS:.0f} ms), wrk -c{SLOW_CONNECTIONS}, {SLOW_RUN_SECONDS:g} s: "

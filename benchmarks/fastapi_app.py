@@ -16,7 +16,7 @@ from openai import OpenAI
 from pydantic import BaseModel
 
 from twin_local.persona import FilesystemPersonaSource, example_persona_dir
-from twin_server.prompt import build_system_prompt
+from twin_server.turn.prompt import build_system_prompt
 
 SYSTEM = build_system_prompt(FilesystemPersonaSource(example_persona_dir()).load())
 client = OpenAI(base_url=os.environ["OPENAI_BASE_URL"], api_key=os.environ["OPENAI_API_KEY"], max_retries=0)

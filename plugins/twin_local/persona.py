@@ -20,9 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from twin_server import settings
-from twin_server.errors import PersonaError
-from twin_server import FACTS_FILE, is_persona_file, parse_persona, Persona
+from twin_server import FACTS_FILE, Persona, PersonaError, Settings, is_persona_file, parse_persona
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +65,7 @@ class FilesystemPersonaSource:
         if directory is None or not str(directory).strip():
             directory = example_persona_dir()
             log.info("PERSONA_DIR is not set; serving the bundled example persona from %s", directory)
-        reload_seconds = settings.get_float(config, RELOAD_SETTING, DEFAULT_RELOAD_SECONDS, minimum=0)
+        reload_seconds = Settings(config).get_float(RELOAD_SETTING, DEFAULT_RELOAD_SECONDS, minimum=0)
         return cls(directory, reload_seconds=reload_seconds)
 
     def __repr__(self) -> str:

@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from datetime import timezone
 
-from twin_server.types import Message
+from twin_server import Message
 
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_MESSAGES = 100

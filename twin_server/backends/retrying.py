@@ -16,6 +16,7 @@ from typing import Any
 from twin_server import config as settings
 from twin_server.errors import ConfigurationError
 from twin_server.retry import AttemptObserver, Retrier, RetryBudget, RetryConfig, tag
+from twin_server.telemetry.redaction import register_secret
 from twin_server.types import Message, Persona, Prompt
 
 __all__ = [
@@ -98,7 +99,9 @@ class RetryingPersona(_Wrapped):
 
 class RetryingSecrets(_Wrapped):
     def get(self, name: str) -> str:
-        return self.retrier.call(self.backend.get, name)
+        value = self.retrier.call(self.backend.get, name)
+        register_secret(value)  # no log line may show it, whoever writes the line
+        return value
 
 
 class RetryingLLM(_Wrapped):

@@ -10,7 +10,11 @@ logged during a request carry its ``request_id``.
 
 ``configure_logging`` gives the root logger its one handler; ``wsgi.py``, the
 CLI and ``gunicorn.conf.py`` (whose logger class routes gunicorn's own lines
-through it too) call it.
+through it too) call it. Every line that handler writes, from any logger
+(httpx, openai, botocore included), has each registered secret value replaced
+by ``[redacted]`` (``twin_server.telemetry.redaction``). A JSON line escapes
+U+2028, U+2029 and U+0085 too, so a reader splitting on ``str.splitlines()``
+sees one record per line.
 """
 
 from __future__ import annotations
@@ -23,14 +27,17 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from twin_server.telemetry import usage as accounting
 from twin_server.errors import ConfigurationError
+from twin_server.telemetry import usage as accounting
+from twin_server.telemetry.redaction import secrets
+from twin_server.types import LINE_BREAK_ESCAPES
 
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "log_request", "log_settings"]
 
 FORMATS = ("json", "text")
 REQUEST_LOGGER = "twin_server.request"
 _MARK = "_twin_server_handler"
+_FIELDS = "_twin_fields"  # log_request's fields, handed to the formatter as one dict
 #: Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
@@ -53,7 +60,9 @@ def log_settings(environ: Mapping[str, str] | None = None, default_format: str =
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    fields = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    fields = record.__dict__.get(_FIELDS)
+    if fields is None:
+        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
     if "request_id" not in fields:
         current = accounting.current()
         if current is not None and current.request_id:
@@ -61,12 +70,24 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
+_JSON = json.JSONEncoder(default=str, ensure_ascii=False)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, pid, message, then the record's extra fields."""
 
+    _second: int | None = None
+    _stamp = ""
+
+    def _time(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # one strftime per second, not per line
+            self._stamp, self._second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)), second
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "pid": record.process,
@@ -74,11 +95,14 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in _extras(record).items():
             document.setdefault(key, value)
-        if record.exc_info:
-            document["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            document["exception"] = record.exc_text
         if record.stack_info:
             document["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(document, default=str, ensure_ascii=False)
+        line = _JSON.encode(document)
+        return line if line.isascii() else line.translate(LINE_BREAK_ESCAPES)
 
 
 class TextFormatter(logging.Formatter):
@@ -106,6 +130,22 @@ def _flat(value: Any) -> str:
 FORMATTERS = {"json": JsonFormatter, "text": TextFormatter}
 
 
+class RedactingHandler(logging.StreamHandler):
+    """The root handler: each formatted line, secrets replaced, in one write."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return secrets.redact(super().format(record))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
 def configure_logging(fmt: str | None = None, level: str | None = None, *, stream: IO[str] | None = None) -> None:
     """Give the root logger one handler in the chosen format (replacing ours from an earlier call).
 
@@ -117,7 +157,7 @@ def configure_logging(fmt: str | None = None, level: str | None = None, *, strea
     if fmt is None and root.handlers and not ours:
         return
     env_fmt, env_level = log_settings()
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = RedactingHandler(stream or sys.stderr)
     handler.setFormatter(FORMATTERS[fmt or env_fmt]())
     setattr(handler, _MARK, True)
     for old in ours:
@@ -156,4 +196,5 @@ def log_request(
     line = logging.LogRecord(REQUEST_LOGGER, logging.INFO, __file__, 0, "%s %s %d %.1fms",
                              (method, path, status, duration * 1000), None)
     line.__dict__.update(fields)
+    line.__dict__[_FIELDS] = fields
     request_log.handle(line)

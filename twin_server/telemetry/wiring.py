@@ -21,6 +21,7 @@ from twin_server.telemetry import logs
 from twin_server import config as settings
 from twin_server.errors import ConfigurationError
 from twin_server.telemetry.metrics import EXTENSION_KEY, Metrics, bp
+from twin_server.telemetry.redaction import register_config
 from twin_server.retry import AttemptObserver
 from twin_server.app_state import twin
 
@@ -68,7 +69,11 @@ def attempt_observer(app: Flask) -> Callable[[str, str], AttemptObserver]:
 
 
 def install(app: Flask) -> None:
-    """Start a record per request; log and measure it when it is answered. Routes ``/metrics``."""
+    """Start a record per request; log and measure it when it is answered. Routes ``/metrics``.
+
+    Registers the config's secret values (keys, URL passwords) for redaction from every log line.
+    """
+    register_config(app.config)
     if EXTENSION_KEY in app.extensions:
         app.register_blueprint(bp)
 
