@@ -158,8 +158,8 @@ class FilesystemStore:
                     break
         newest_first.reverse()
         if limit is not None and limit <= tails.max_messages:
-            tail = Tail(st.st_ino, end, last_line, list(newest_first), reached_start, limit)
-            tail.extend([], end, last_line)  # computes its cost
+            tail = Tail(st.st_ino, end, last_line, [], reached_start, limit)
+            tail.extend(newest_first, end, last_line)
             tails.put(session_id, tail)
         return newest_first
 
@@ -174,11 +174,17 @@ class FilesystemStore:
                 # O_RDWR rather than O_WRONLY: the torn-tail check must read the last bytes.
                 fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 try:
-                    st, size = _repair(fd, session_id)
+                    st = os.fstat(fd)
+                    tail = stripes.tails.get(session_id)
+                    if tail is not None and not _ends_as_cached(fd, st, tail):
+                        stripes.tails.drop(session_id)
+                        tail = None
+                    # A tail that still matches proves the file ends in a complete line: no torn-tail check.
+                    size = st.st_size if tail is not None else _repair(fd, session_id, st.st_size)
                     _write_all(fd, data, size)
                 finally:
                     os.close(fd)
-                _remember(stripes.tails, session_id, st.st_ino, size, data, messages)
+                _remember(stripes.tails, session_id, st.st_ino, size, data, messages, tail)
         except OSError as exc:
             raise _unavailable("write", exc) from exc
 
@@ -321,15 +327,21 @@ def _lines_backwards(fd: int, end: int) -> Iterator[tuple[int, bytes]]:
         yield 0, buf[:-1]
 
 
-def _repair(fd: int, session_id: str) -> tuple[os.stat_result, int]:
-    """Cut off a torn last line (never acknowledged to anyone); return the file's stat and size."""
-    st = os.fstat(fd)
-    size = st.st_size
+def _repair(fd: int, session_id: str, size: int) -> int:
+    """Cut off a torn last line (never acknowledged to anyone); return the file's new size."""
     end = _complete_end(fd, size)
     if end != size:
         os.ftruncate(fd, end)
         log.warning("discarded a torn record (%d bytes) at the end of session %s", size - end, session_id)
-    return st, end
+    return end
+
+
+def _ends_as_cached(fd: int, st: os.stat_result, tail: Tail) -> bool:
+    """True when the file is the tail's and ends exactly at its last line (one ``pread``)."""
+    if st.st_ino != tail.ino or st.st_size != tail.end:
+        return False
+    start = tail.verify_from()
+    return tail.newer(os.pread(fd, tail.end - start, start)) == b""
 
 
 def _catch_up(fd: int, st: os.stat_result, tail: Tail, session_id: str, tails: TailCache) -> bool:
@@ -357,21 +369,19 @@ def _catch_up(fd: int, st: os.stat_result, tail: Tail, session_id: str, tails: T
     return True
 
 
-def _remember(tails: TailCache, session_id: str, ino: int, size: int, data: bytes, messages: Sequence[Message]) -> None:
-    """After an append at ``size``: extend the session's tail, or start one for a new file."""
+def _remember(tails: TailCache, session_id: str, ino: int, size: int, data: bytes, messages: Sequence[Message],
+              tail: Tail | None) -> None:
+    """After an append at ``size``: extend the tail checked before it, or start one for a new file."""
     end, last_line = size + len(data), data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1]
     stored = [as_stored(m) for m in messages]
-    tail = tails.get(session_id)
-    if size == 0:
-        tail = Tail(ino, 0, b"", [], True, tails.max_messages)
-        tail.extend(stored, end, last_line)
-        tails.put(session_id, tail)
-    elif tail is not None and tail.ino == ino and tail.end == size:
+    if tail is not None:
         old_cost = tail.cost
         tail.extend(stored, end, last_line)
         tails.changed(session_id, tail, old_cost)
-    elif tail is not None:
-        tails.drop(session_id)
+    elif size == 0:
+        tail = Tail(ino, 0, b"", [], True, tails.max_messages)
+        tail.extend(stored, end, last_line)
+        tails.put(session_id, tail)
 
 
 def _write_all(fd: int, data: bytes, size: int) -> None:

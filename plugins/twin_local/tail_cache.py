@@ -8,7 +8,11 @@ the file's inode, the offset just past the last complete line parsed
 is used, one ``pread`` from the start of that last line to the end of the file
 checks that the line is still there (a deleted and recreated file fails the
 check, even on a reused inode) and brings in whatever other processes have
-appended since, which is then the only JSON parsed.
+appended since, which is then the only JSON parsed. An append checks the same
+line before it extends the tail with what it wrote (that read also stands in
+for the torn-tail check). The check relies on what the store ever does to a
+file (append, cut back to a line end, delete): a file started again after a
+delete ends in a line of its own, with its own microsecond timestamp.
 
 The cache holds at most ``max_bytes`` of message text (least recently used
 sessions go first), and never more than ``max_messages`` per session.
@@ -43,10 +47,12 @@ class Tail:
     def extend(self, messages: list[Message], end: int, last_line: bytes) -> None:
         self.messages.extend(messages)
         self.end, self.last_line = end, last_line
+        self.cost += _cost(messages)
         if len(self.messages) > self.keep:
-            del self.messages[: len(self.messages) - self.keep]
+            dropped = len(self.messages) - self.keep
+            self.cost -= _cost(self.messages[:dropped])
+            del self.messages[:dropped]
             self.whole = False
-        self.cost = sum(len(m.content) for m in self.messages) + _OVERHEAD * len(self.messages)
 
     def verify_from(self) -> int:
         """Where the bytes to read start: the beginning of ``last_line``."""
@@ -58,6 +64,10 @@ class Tail:
             return data
         expected = self.last_line + b"\n"
         return data[len(expected):] if data.startswith(expected) else None
+
+
+def _cost(messages: list[Message]) -> int:
+    return sum(len(m.content) for m in messages) + _OVERHEAD * len(messages)
 
 
 def as_stored(message: Message) -> Message:

@@ -89,3 +89,63 @@ def test_bad_observability_settings_stop_the_start(scripted_app):
         scripted_app(METRICS="sometimes", LOG_LEVEL="chatty")
     text = "\n".join(caught.value.problems)
     assert "TWIN_METRICS" in text and "TWIN_LOG_LEVEL" in text
+
+
+def series_of(samples, name):
+    return {labels for sample_name, labels in samples if sample_name == name}
+
+
+def test_made_up_methods_and_paths_add_no_series(scripted_app):
+    """Issue 18, item 1: every label from a closed set, whatever the client sends."""
+    client = scripted_app().test_client()
+    client.post("/chat", json={"message": "hi"})
+    client.get("/health")
+    before = series_of(scrape(client), "twin_http_requests_total")
+    for i in range(300):
+        client.open(f"/probe-{i}/x{i}", method=f"XAAAA{i}")
+        client.open("/health", method=f"XB{i}")
+        client.get(f"/conversation/not-a-valid-id-{i}!")
+    after = series_of(scrape(client), "twin_http_requests_total")
+    assert len(after - before) <= 4  # unmatched/other/404, /health/other/405, /conversation/<session_id>/GET/4xx, /metrics
+    labels = [dict(series) for series in after]
+    assert {label["method"] for label in labels} <= {"GET", "POST", "other"}
+    assert all(not label["endpoint"].startswith("/probe") for label in labels)
+
+
+def test_backend_error_classes_are_capped(scripted_app, scripted):
+    from twin_server.telemetry.metrics import MAX_ERROR_CLASSES
+
+    def failing(i):
+        def fail(prompt):
+            raise type(f"Error{i}", (BackendUnavailable,), {})("made-up class")
+        return fail
+
+    scripted.llm.steps = [failing(i) for i in range(MAX_ERROR_CLASSES + 10)]
+    client = scripted_app(RETRY_LLM_MAX_ATTEMPTS=1).test_client()
+    for _ in range(MAX_ERROR_CLASSES + 10):
+        client.post("/chat", json={"message": "hi"})
+    errors = [dict(labels) for labels in series_of(scrape(client), "twin_backend_errors_total")]
+    assert len(errors) == MAX_ERROR_CLASSES + 1
+    assert value(scrape(client), "twin_backend_errors_total", operation="llm", backend="scripted", error="other") == 10
+
+
+def test_under_gunicorn_made_up_methods_add_no_series(tmp_path):
+    """The multiprocess files of a real gunicorn do not grow with the attack either."""
+    import socket
+
+    import requests
+
+    from tests.doubles.servers import gunicorn
+
+    with gunicorn({"TWIN_DATA_DIR": str(tmp_path / "data"), "TWIN_RATE_LIMIT": "off",
+                   "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}, workers=1, threads=2) as url:
+        host, port = url.removeprefix("http://").split(":")
+        requests.get(url + "/health", timeout=10)
+        for i in range(120):
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(f"XAAAA{i} /p{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                assert sock.recv(100).startswith(b"HTTP/1.1 ")
+        families = text_string_to_metric_families(requests.get(url + "/metrics", timeout=10).text)
+        series = [s.labels for f in families if f.name == "twin_http_requests" for s in f.samples]
+    assert len(series) <= 4, series
+    assert {s["method"] for s in series} <= {"GET", "other"}

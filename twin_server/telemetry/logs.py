@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import sys
 import time
 from collections.abc import Mapping
@@ -131,19 +132,65 @@ FORMATTERS = {"json": JsonFormatter, "text": TextFormatter}
 
 
 class RedactingHandler(logging.StreamHandler):
-    """The root handler: each formatted line, secrets replaced, in one write."""
+    """The root handler: each formatted line, secrets replaced, in one write.
+
+    On a stream with a file descriptor (stderr under gunicorn: a file, a pipe,
+    the journal) a line of up to ``PIPE_BUF`` bytes goes out in one ``os.write``
+    without the handler's lock: such a write is never interleaved with another,
+    and request threads do not queue on the lock while one of them is in the
+    system call. Longer lines, and streams without a descriptor, take the lock.
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        super().__init__(stream)
+        self._fd = _descriptor(self.stream)
+
+    def setStream(self, stream: IO[str]) -> IO[str] | None:
+        old = super().setStream(stream)
+        self._fd = _descriptor(self.stream)
+        return old
 
     def format(self, record: logging.LogRecord) -> str:
         return secrets.redact(super().format(record))
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        if not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(self.format(record) + self.terminator)
-            self.flush()
+            line = self.format(record) + self.terminator
+            if self._fd is not None:
+                data = line.encode("utf-8", "backslashreplace")
+                if len(data) <= select.PIPE_BUF:
+                    _write_all(self._fd, data)
+                    return
+            with self.lock:
+                if self._fd is not None:
+                    _write_all(self._fd, data)
+                else:
+                    self.stream.write(line)
+                    self.stream.flush()
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+
+def _descriptor(stream: IO[str]) -> int | None:
+    try:
+        stream.flush()  # what was written through the stream's buffer goes first
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.StringIO and friends
+        return None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def configure_logging(fmt: str | None = None, level: str | None = None, *, stream: IO[str] | None = None) -> None:

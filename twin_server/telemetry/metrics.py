@@ -7,8 +7,14 @@ worker imports ``prometheus_client``) switches the client to its multiprocess
 mode: every worker writes its samples to files there and ``/metrics`` sums
 the files of all workers, live and dead, whichever worker answers.
 
-Metrics (``endpoint`` is the URL rule, e.g. ``/conversation/<session_id>``,
-never the raw path; ``unmatched`` for a 404 without a route):
+Every label has a closed set of values, so no request can add a series: the
+``endpoint`` is the URL rule (``/conversation/<session_id>``), never the raw
+path, or ``unmatched``; the ``method`` one of ``KNOWN_METHODS`` or ``other``;
+the ``status`` a code from 100 to 599 or ``other``; an ``error`` one of the
+first ``MAX_ERROR_CLASSES`` exception class names a backend raised, or ``other``.
+Each series' child is looked up once and kept (pre-bound), not per sample.
+
+Metrics:
 
 - ``twin_http_requests_total{endpoint,method,status}``
 - ``twin_http_request_duration_seconds{endpoint,method,status}`` (histogram)
@@ -36,7 +42,19 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Seconds; from a cache hit to a slow LLM answer (TWIN_LLM_TIMEOUT defaults to 60).
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+OTHER = "other"
+MAX_ERROR_CLASSES = 16
+
 bp = Blueprint("twin_metrics", __name__)
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER
+
+
+def status_label(status: int) -> str:
+    return str(status) if isinstance(status, int) and 100 <= status <= 599 else OTHER
 
 
 class Metrics:
@@ -65,17 +83,26 @@ class Metrics:
             "twin_llm_tokens", "LLM tokens, where the backend reports usage.", ("backend", "direction"),
             registry=self.registry,
         )
-        self._request_series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        # Pre-bound children; every key is drawn from closed sets, so these stay small.
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._token_series: dict[str, tuple[Any, Any]] = {}
 
     def attempt_observer(self, operation: str, backend: str) -> Callable[[int, float, BaseException | None], None]:
         """Records one backend's attempts (its labelled series looked up once, not per call)."""
         seconds_series = self.backend_seconds.labels(operation, backend)
         retries_series = self.retries.labels(operation, backend)
+        error_series: dict[type, Any] = {}
 
         def observe(attempt: int, seconds: float, exc: BaseException | None) -> None:
             seconds_series.observe(seconds)
             if exc is not None:
-                self.backend_errors.labels(operation, backend, type(exc).__name__).inc()
+                series = error_series.get(type(exc))
+                if series is None:
+                    name = type(exc).__name__ if len(error_series) < MAX_ERROR_CLASSES else OTHER
+                    series = self.backend_errors.labels(operation, backend, name)
+                    if name != OTHER:
+                        error_series[type(exc)] = series
+                series.inc()
             if attempt > 1:
                 retries_series.inc()
 
@@ -84,16 +111,25 @@ class Metrics:
     def observe_request(
         self, record: RequestRecord, *, endpoint: str, method: str, status: int, seconds: float, llm_backend: str
     ) -> None:
-        labels = (endpoint, method, str(status))
-        series = self._request_series.get(labels)
-        if series is None:  # a few dozen combinations at most; a racing duplicate is harmless
-            series = self._request_series[labels] = (self.requests.labels(*labels), self.request_seconds.labels(*labels))
+        """``endpoint`` must come from a closed set (the URL rule, or ``unmatched``); method and status are closed here."""
+        key = (endpoint, method, status)
+        series = self._request_series.get(key)
+        if series is None:  # a racing duplicate is harmless: both bind the same child
+            labels = (endpoint, method_label(method), status_label(status))
+            series = (self.requests.labels(*labels), self.request_seconds.labels(*labels))
+            if method in KNOWN_METHODS:  # an unknown method's key is the client's text: map it, never keep it
+                self._request_series[key] = series
         series[0].inc()
         series[1].observe(seconds)
-        if record.input_tokens:
-            self.tokens.labels(llm_backend, "input").inc(record.input_tokens)
-        if record.output_tokens:
-            self.tokens.labels(llm_backend, "output").inc(record.output_tokens)
+        if record.input_tokens or record.output_tokens:
+            tokens = self._token_series.get(llm_backend)
+            if tokens is None:
+                tokens = self._token_series[llm_backend] = (
+                    self.tokens.labels(llm_backend, "input"), self.tokens.labels(llm_backend, "output"))
+            if record.input_tokens:
+                tokens[0].inc(record.input_tokens)
+            if record.output_tokens:
+                tokens[1].inc(record.output_tokens)
 
     def exposition(self) -> bytes:
         if not self.multiprocess:

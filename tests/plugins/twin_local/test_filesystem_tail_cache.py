@@ -146,3 +146,18 @@ def test_a_tail_keeps_only_its_newest_messages():
     tail = Tail(ino=1, end=0, last_line=b"", messages=[], whole=True, keep=3)
     tail.extend([Message("user", str(i)) for i in range(5)], 50, b"4")
     assert contents(tail.messages) == ["2", "3", "4"] and not tail.whole
+
+
+def test_an_append_after_a_same_size_rewrite_does_not_revive_the_old_messages(store):
+    """Same inode and size as the cached tail, other lines (a file deleted and started again, its inode reused)."""
+    for i in range(3):
+        store.append(SID, turn(i))
+    store.load(SID, 20)
+    path = store.root / f"{SID}.jsonl"
+    rewritten = path.read_bytes().replace(b"question", b"QUESTION").replace(b"answer", b"ANSWER")
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, rewritten)
+    os.close(fd)
+    store.append(SID, turn(3))
+    assert contents(store.load(SID, 20)) == contents(FilesystemStore(store.root).load(SID, 20))
+    assert contents(store.load(SID, 20))[0] == "QUESTION 0"
