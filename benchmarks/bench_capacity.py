@@ -140,8 +140,9 @@ def balanced(server: tuple[str, int, int], mix: str, extra_pid: int | None, redo
     return outcome
 
 
-def throughput(work: Path, log: Path) -> dict[str, dict[str, float]]:
-    rows = [row for row in ROWS if row[1] in SERVERS]
+def throughput(work: Path, log: Path, names: list[str] = SERVERS) -> dict[str, dict[str, float]]:
+    """Every row of ``names``' servers, alternating; the medians by row."""
+    rows = [row for row in ROWS if row[1] in names]
     runs: dict[str, list[dict[str, float]]] = {row: [] for row, _, _ in rows}
     redone = [0]
     with contextlib.ExitStack() as stack:
@@ -157,7 +158,7 @@ def throughput(work: Path, log: Path) -> dict[str, dict[str, float]]:
                                              log, Path(COMPARE)),
             "fastapi": lambda: uvicorn("benchmarks.fastapi_app:app", {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": KEY}, log),
         }
-        servers = {name: stack.enter_context(starts[name]()) for name in SERVERS}
+        servers = {name: stack.enter_context(starts[name]()) for name in names}
         for _, name, mix in rows:  # warm-up: imports, connections, the persona, first files
             measure(*servers[name], mix, 1.0)
         for n in range(ROUNDS):
@@ -187,7 +188,7 @@ def report(median: dict[str, dict[str, float]]) -> None:
               f" {bare['cpu_us'] / m['cpu_us']:9.2f} {m['p50_ms']:7.2f} {m['p99_ms']:7.2f} {m['client_pct']:8.0f}"
               f" {upstream}")
     print("targets: chat (both mixes) capacity >= 0.50; openai >= 0.30 and more req/s than fastapi")
-    for mix in ("new", "returning") if "quiet" in SERVERS and "chat" in SERVERS else ():
+    for mix in [m for m in ("new", "returning") if f"chat {m}, quiet" in median and f"chat {m}" in median]:
         on, off = median[f"chat {mix}"]["cpu_us"], median[f"chat {mix}, quiet"]["cpu_us"]
         print(f"logs + metrics + rate limit, {mix:9}: {100 * (on - off) / on:5.1f} % of the chat's server CPU "
               f"({on - off:.0f} us of {on:.0f}; target <= 15 %)")

@@ -1,28 +1,16 @@
-"""What the benchmarks share: a gunicorn server process, its CPU time, a closed-loop load (loopback only)."""
+"""What the benchmarks share: a gunicorn server process and its CPU time (loopback only; wrk drives it, see wrk.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from tests.doubles.servers import ROOT, free_port, wait_until_up
-
-Body = Callable[[int, int], Mapping[str, object]]
-
-
-def same_session(client: int, i: int) -> Mapping[str, object]:
-    """Each client keeps one session, so history stays within the window."""
-    return {"message": "What do you do?", "session_id": f"bench-client-{client:04d}"}
 
 
 @contextlib.contextmanager
@@ -73,58 +61,3 @@ def cpu_seconds(pid: int) -> float | None:
         return sum(cpu_by_process(pid).values())
     except OSError:
         return None
-
-
-def load(host: str, port: int, clients: int, seconds: float, body: Body = same_session) -> dict[str, float]:
-    """Closed loop: each client (one keep-alive connection) sends its next chat when the last is answered."""
-    latencies: list[float] = []
-    failures = [0]
-    lock = threading.Lock()
-    start = threading.Barrier(clients + 1)
-    stop_at = [0.0]
-
-    def client(n: int) -> None:
-        connection = http.client.HTTPConnection(host, port, timeout=30)
-        headers = {"Content-Type": "application/json"}
-        mine, failed, i = [], 0, 0
-        start.wait()
-        while time.monotonic() < stop_at[0]:
-            began = time.perf_counter()
-            connection.request("POST", "/chat", json.dumps(body(n, i)), headers)
-            response = connection.getresponse()
-            response.read()
-            mine.append(time.perf_counter() - began)
-            failed += response.status != 200
-            i += 1
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-            failures[0] += failed
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    stop_at[0] = time.monotonic() + seconds
-    began = time.monotonic()
-    start.wait()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - began
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "failures": failures[0],
-        "rps": len(latencies) / elapsed,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
-    }
-
-
-def measured(host: str, port: int, pid: int, clients: int, seconds: float, body: Body = same_session) -> dict[str, float]:
-    """``load``, plus the server's CPU time per request (``cpu_us``; the client sharing the cores does not blur it)."""
-    before = cpu_seconds(pid)
-    outcome = load(host, port, clients, seconds, body)
-    after = cpu_seconds(pid)
-    if before is not None and after is not None and outcome["requests"]:
-        outcome["cpu_us"] = 1e6 * (after - before) / outcome["requests"]
-    return outcome
