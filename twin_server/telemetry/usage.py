@@ -24,7 +24,7 @@ import time
 __all__ = ["BackendUse", "RequestRecord", "current", "record_attempt", "report_usage", "start", "stop"]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class BackendUse:
     """One operation kind's calls during one request."""
 
@@ -44,7 +44,7 @@ class BackendUse:
         }
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class RequestRecord:
     """The accumulator of one request; only the request's own thread writes to it."""
 

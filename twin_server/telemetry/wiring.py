@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 
 from twin_server.telemetry import usage as accounting
 from twin_server.telemetry import logs
@@ -23,7 +23,7 @@ from twin_server.errors import ConfigurationError
 from twin_server.telemetry.metrics import EXTENSION_KEY, Metrics, bp
 from twin_server.telemetry.redaction import register_config
 from twin_server.retry import AttemptObserver
-from twin_server.app_state import twin
+from twin_server.app_state import EXTENSION_KEY as STATE_KEY
 
 UNMATCHED = "unmatched"
 
@@ -77,6 +77,9 @@ def install(app: Flask) -> None:
     if EXTENSION_KEY in app.extensions:
         app.register_blueprint(bp)
 
+    metrics: Metrics | None = app.extensions.get(EXTENSION_KEY)
+    llm_backend = app.extensions[STATE_KEY].backends.llm.name
+
     @app.before_request
     def start_record() -> None:
         accounting.start(g.get("request_id") or "")
@@ -86,7 +89,7 @@ def install(app: Flask) -> None:
         record = accounting.current()
         if record is None:
             return response
-        finish = _finisher(record, response.status_code)
+        finish = _finisher(record, response.status_code, metrics, llm_backend)
         if response.is_streamed:
             response.call_on_close(finish)
         else:
@@ -94,13 +97,13 @@ def install(app: Flask) -> None:
         return response
 
 
-def _finisher(record: accounting.RequestRecord, status: int) -> Callable[[], None]:
+def _finisher(record: accounting.RequestRecord, status: int, metrics: Metrics | None,
+              llm_backend: str) -> Callable[[], None]:
     """What to do once the request is over, with everything read while its context is alive."""
-    rule = request.url_rule
+    current = request._get_current_object()  # one context lookup, not four
+    rule = current.url_rule
     endpoint = rule.rule if rule is not None else UNMATCHED
-    method, path, session_id = request.method, request.path, g.get("session_id")
-    metrics: Metrics | None = current_app.extensions.get(EXTENSION_KEY)
-    llm_backend = twin().backends.llm.name
+    method, path, session_id = current.method, current.path, g.get("session_id")
 
     def finish() -> None:
         seconds = record.elapsed()
@@ -115,4 +118,3 @@ def _finisher(record: accounting.RequestRecord, status: int) -> Callable[[], Non
             )
 
     return finish
-
