@@ -11,9 +11,9 @@ We send the same request through the SDK's documented low-level
 ``client.post("/chat/completions", body=..., cast_to=object)`` instead: the same
 transport, headers, error classes and SSE decoding, with our plain dicts sent as
 they are and the JSON handed back as a dict (``benchmarks/bench_openai.py``).
-Three more cuts, each measured there: the body is encoded once by our own
-encoder and handed over as ``content`` (the SDK's encoder is a Python
-subclass); the URL is absolute, so it is parsed once, not merged with the base
+Three more cuts, each measured there: the body is encoded once by orjson
+and handed over as ``content`` (the SDK's encoder, a stdlib subclass, took
+~23 us for an 8 KB system prompt, orjson ~0.4 us); the URL is absolute, so it is parsed once, not merged with the base
 URL; and the seven static ``X-Stainless-*`` headers that describe our platform
 to the vendor are not sent (each header costs validation in httpx and h11 on
 every call). The per-call ``x-stainless-retry-count`` and
@@ -22,12 +22,12 @@ every call). The per-call ``x-stainless-retry-count`` and
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import openai
+import orjson
 
 from twin_openai.config import OpenAISettings
 from twin_openai.errors import API_KEY_SECRET
@@ -41,8 +41,7 @@ COMPLETIONS_PATH = "/chat/completions"
 #: Static headers describing the client's platform; not sent (see the module docstring).
 PLATFORM_HEADERS = ("X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch",
                     "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Async")
-#: The SDK's own JSON settings (openai._utils._json), in the C encoder.
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
 #: prompt.options keys a caller may override per call, and the request field each sets.
 OVERRIDES: dict[str, str] = {"temperature": "temperature", "max_tokens": "max_tokens"}
 
@@ -84,8 +83,9 @@ class OpenAIBackend:
 
     def complete(self, prompt: Prompt) -> str:
         body, options = self._request(prompt)
+        content = _encode(body)
         try:
-            data = self.client.post(self._url, content=_JSON.encode(body).encode(), cast_to=object, options=options)
+            data = self.client.post(self._url, content=content, cast_to=object, options=options)
         except openai.OpenAIError as exc:
             raise self.translate(exc) from exc
         except ValueError as exc:  # a 200 whose JSON does not parse
@@ -97,9 +97,10 @@ class OpenAIBackend:
         """Text deltas as the server sends them; the request is made at the first ``next()``."""
         body, options = self._request(prompt)
         body["stream"] = True
+        content = _encode(body)
         try:
             chunks = self.client.post(
-                self._url, content=_JSON.encode(body).encode(), cast_to=object, options=options,
+                self._url, content=content, cast_to=object, options=options,
                 stream=True, stream_cls=self._stream_cls,
             )
             said_something = False
@@ -152,6 +153,14 @@ class OpenAIBackend:
 
     def _not_a_completion(self) -> BackendError:
         return BackendError(f"{self.settings.base_url} answered something that is not a chat completion")
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    """The request as compact UTF-8 JSON, as the SDK would send it."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:  # text that is not valid Unicode, a number JSON cannot carry
+        raise BackendError(f"the request to the language model cannot be encoded as JSON ({exc})") from None
 
 
 def _report(data: Any) -> None:

@@ -148,3 +148,11 @@ def test_log_settings_default_and_validation():
     with pytest.raises(ConfigurationError) as caught:
         log_settings({"TWIN_LOG_FORMAT": "xml", "TWIN_LOG_LEVEL": "LOUD"})
     assert "TWIN_LOG_FORMAT" in str(caught.value) and "TWIN_LOG_LEVEL" in str(caught.value)
+
+
+def test_json_formatter_takes_any_extra_value():
+    record = logging.LogRecord("twin_server", logging.INFO, __file__, 1, "odd extras", (), None)
+    record.counts, record.huge, record.when = {1: "one", None: "none"}, 2**70, object()
+    document = json.loads(JsonFormatter().format(record))
+    assert document["counts"] == {"1": "one", "null": "none"} and document["huge"] == 2**70
+    assert document["when"].startswith("<object object")
