@@ -10,11 +10,9 @@ session's stripe, so concurrent appends from threads and processes never
 interleave, and a crash can at worst leave a torn last line. Readers trust only
 the bytes up to the last newline; the next append cuts any torn tail off.
 
-Each process keeps its 64 lock files open (opened on first use, reopened after
-a fork, since a forked child shares its parent's open files and so its flocks)
-with a ``threading.Lock`` per stripe in front: a flock serializes processes and
-separate opens, the thread lock the threads sharing one open file. The
-``.locks`` directory must therefore not be removed while servers run.
+The stripe files stay open for a process's life (``twin_local.stripe_locks``;
+reopened after a fork), so the ``.locks`` directory must not be removed while
+servers run.
 
 A load of the last ``limit`` messages starts from the session's cached tail
 (``twin_local.tail_cache``) when it has one, and parses only the lines other
@@ -28,13 +26,12 @@ import errno
 import fcntl
 import logging
 import os
-import threading
 import time
-import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from twin_local.stripe_locks import LOCK_STRIPES, ProcessLocks, StripeLocks  # noqa: F401  (LOCK_STRIPES: the layout)
 from twin_local.tail_cache import Tail, TailCache, as_stored
 from twin_server.errors import BackendUnavailable, ConfigurationError, ValidationError
 from twin_server import is_session_id, Message
@@ -43,50 +40,8 @@ __all__ = ["FilesystemStore"]
 
 log = logging.getLogger("twin_local.storage")
 
-LOCK_STRIPES = 64
 BLOCK_SIZE = 64 * 1024
 SUFFIX = ".jsonl"
-
-
-_fork_guard = threading.Lock()
-
-
-def _new_fork_guard() -> None:
-    global _fork_guard
-    _fork_guard = threading.Lock()  # the parent's may have been held by a thread that the fork left behind
-
-
-os.register_at_fork(after_in_child=_new_fork_guard)
-
-
-class _StripeLocks:
-    """One process's open lock files and the thread locks in front of them."""
-
-    def __init__(self, directory: Path) -> None:
-        self.pid = os.getpid()
-        self.directory = directory
-        self.guards = [threading.Lock() for _ in range(LOCK_STRIPES)]
-        self.fds: list[int | None] = [None] * LOCK_STRIPES
-        self.tails = TailCache()  # each entry is read and changed only under its session's stripe lock
-
-    def fd(self, stripe: int) -> int:
-        """The stripe's lock file (call with its guard held)."""
-        fd = self.fds[stripe]
-        if fd is None:
-            path = self.directory / f"{stripe}.lock"
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except FileNotFoundError:  # someone removed .locks before we opened this stripe; put it back
-                self.directory.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            self.fds[stripe] = fd
-        return fd
-
-    def close(self) -> None:
-        for fd in self.fds:
-            if fd is not None:
-                os.close(fd)
-        self.fds = [None] * LOCK_STRIPES
 
 
 class FilesystemStore:
@@ -100,11 +55,11 @@ class FilesystemStore:
             self._locks.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigurationError(f"cannot create the data directory {self.root}: {exc.strerror}") from exc
-        self._stripes = _StripeLocks(self._locks)
+        self._stripes = StripeLocks(self._locks)
 
     def __del__(self) -> None:
         stripes = getattr(self, "_stripes", None)
-        if stripes is not None and stripes.pid == os.getpid():
+        if stripes is not None:
             stripes.close()
 
     @classmethod
@@ -248,27 +203,8 @@ class FilesystemStore:
             raise ValidationError("invalid session id")
         return self._prefix + session_id + SUFFIX
 
-    def _process_stripes(self) -> _StripeLocks:
-        stripes = self._stripes
-        if stripes.pid == os.getpid():
-            return stripes
-        with _fork_guard:  # the first use in a forked child: its own files and locks
-            if self._stripes.pid != os.getpid():
-                inherited, self._stripes = self._stripes, _StripeLocks(self._locks)
-                inherited.close()  # our copies of the parent's descriptors; the parent keeps its own
-            return self._stripes
-
-    @contextlib.contextmanager
-    def _lock(self, session_id: str, mode: int) -> Iterator[_StripeLocks]:
-        stripe = zlib.crc32(session_id.encode("ascii")) % LOCK_STRIPES  # hash() is salted per process
-        stripes = self._process_stripes()
-        with stripes.guards[stripe]:
-            fd = stripes.fd(stripe)
-            fcntl.flock(fd, mode)
-            try:
-                yield stripes
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+    def _lock(self, session_id: str, mode: int) -> contextlib.AbstractContextManager[ProcessLocks]:
+        return self._stripes.hold(session_id, mode)
 
 
 def _encode(messages: Sequence[Message]) -> bytes:
