@@ -61,7 +61,7 @@ class TurnResult:
     complete: bool = True
 
 
-Guard = Callable[[str, str], None]
+Guard = Callable[[TurnRequest], None]
 AfterTurn = Callable[["Turn", TurnResult], None]
 
 
@@ -73,7 +73,8 @@ class Turns:
         self.history_window = history_window
         self.max_message_chars = max_message_chars
         self.system_prompts = SystemPromptCache()
-        #: ``guard(session_id, text)`` runs before anything is spent on a turn; raise to refuse it.
+        #: ``guard(request)`` runs before anything is spent on a turn (it sees everything the caller asks the LLM
+        #: to read: the message, the instructions and the history); raise to refuse it.
         self.guards: list[Guard] = []
         #: ``after(turn, result)`` runs once a turn is finished; an exception is logged, never raised.
         self.after_turn: list[AfterTurn] = []
@@ -86,7 +87,7 @@ class Turns:
         self._validate(request)
         persona = self.persona()
         for guard in self.guards:
-            guard(request.session_id, request.text)
+            guard(request)
         history, loaded = self._history(request)
         user = Message("user", request.text, utcnow())
         system = self.system_prompts.get(persona)
