@@ -103,7 +103,7 @@ class Readers:
 
     ``run(job)`` hands ``job`` to an idle reader, or starts one when none is
     idle; a reader idle for ``idle_seconds`` ends. ``started`` counts the
-    threads ever started, ``busy`` those reading now.
+    threads ever started, ``threads`` those alive, ``busy`` those reading now.
     """
 
     def __init__(self, idle_seconds: float = 60.0) -> None:
@@ -113,6 +113,11 @@ class Readers:
         self._idle = 0
         self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._lock = threading.Lock()
+
+    @property
+    def threads(self) -> int:
+        with self._lock:
+            return self._threads
 
     @property
     def busy(self) -> int:

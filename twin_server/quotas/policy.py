@@ -298,10 +298,13 @@ class SessionAllowance:
         now = datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc)
         midnight = datetime.datetime.combine(now.date() + datetime.timedelta(days=1), datetime.time(), now.tzinfo)
         left = (midnight - now).total_seconds()
-        used = self.storage.incr(f"twin/llm-budget/{now.date().isoformat()}", math.ceil(left) + 60, amount=units)
-        if used > self.daily_budget:
-            exhausted = BudgetExhausted(f"the daily LLM budget of {self.daily_budget} calls is spent", retry_after=left)
-            exhausted.operation = "llm"  # the problem then says the language model is unavailable
+        key = f"twin/llm-budget/{now.date().isoformat()}"
+        exhausted = BudgetExhausted(f"the daily LLM budget of {self.daily_budget} calls is spent", retry_after=left)
+        exhausted.operation = "llm"  # the problem then says the language model is unavailable
+        # A call of several units that does not fit is refused uncounted: it must not spend what smaller calls could.
+        if units > 1 and self.storage.get(key) + units > self.daily_budget:
+            raise exhausted
+        if self.storage.incr(key, math.ceil(left) + 60, amount=units) > self.daily_budget:
             raise exhausted
 
 
