@@ -18,16 +18,22 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/twin-server serve
 
-# The browser tests drive Debian's Chromium (Playwright never downloads a browser).
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser); the front
+# tests run Debian's nginx, as a process of their own on a loopback port (never the system service).
 CHROMIUM := /usr/bin/chromium
+NGINX := /usr/sbin/nginx
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(NGINX)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq chromium
+
+$(NGINX):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq nginx
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

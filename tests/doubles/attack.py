@@ -88,22 +88,35 @@ def close_all(sockets: Iterable[socket.socket]) -> None:
 
 
 class Slowloris:
-    """``count`` sockets that send a request one byte every ``interval`` seconds, for ``rounds`` rounds at most."""
+    """``count`` sockets that send a request one byte every ``interval`` seconds, for ``rounds`` rounds at most.
 
-    def __init__(self, url: str, count: int, *, interval: float = 2.0, rounds: int = 5) -> None:
+    ``slow="headers"`` drips a GET's headers; ``slow="body"`` sends a POST's
+    headers whole, then drips its body.
+    """
+
+    def __init__(self, url: str, count: int, *, interval: float = 2.0, rounds: int = 5, slow: str = "headers") -> None:
         self.target, self.count, self.interval, self.rounds = address(url), count, interval, rounds
-        self.request = f"GET /health HTTP/1.1\r\nHost: {LOOPBACK}\r\nX-Padding: {'a' * 64}\r\n\r\n".encode()
+        if slow == "headers":
+            self.request = f"GET /health HTTP/1.1\r\nHost: {LOOPBACK}\r\nX-Padding: {'a' * 64}\r\n\r\n".encode()
+            first = 1
+        else:
+            body = b'{"message": "' + b"a" * 80 + b'"}'
+            head = (f"POST /chat HTTP/1.1\r\nHost: {LOOPBACK}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            self.request, first = head + body, len(head) + 1
+        self.first = first
         self.sockets: list[socket.socket] = []
         self.sent = 0
+        self.dropped: set[socket.socket] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drip, name="slowloris", daemon=True)
 
     def __enter__(self) -> "Slowloris":
         for _ in range(self.count):
             sock = socket.create_connection(self.target, timeout=5)
-            sock.sendall(self.request[:1])
+            sock.sendall(self.request[:self.first])
             self.sockets.append(sock)
-        self.sent = 1
+        self.sent = self.first
         self._thread.start()
         return self
 
@@ -112,8 +125,19 @@ class Slowloris:
             if self._stop.wait(self.interval) or self.sent >= len(self.request) - 1:
                 return
             for sock in self.sockets:
-                sock.sendall(self.request[self.sent:self.sent + 1])
+                if sock not in self.dropped:
+                    try:
+                        sock.sendall(self.request[self.sent:self.sent + 1])
+                    except OSError:  # the server gave up on this one: what a front should do
+                        self.dropped.add(sock)
             self.sent += 1
+
+    def wait_rounds(self, rounds: int) -> None:
+        """Until ``rounds`` more bytes went out on every socket (bounded by the rounds' own time)."""
+        target = self.sent + rounds
+        deadline = time.monotonic() + self.interval * (rounds + 1)
+        while self.sent < target and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.05)
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()

@@ -14,7 +14,9 @@ thread holds a chat, nothing else is answered — not ``/health``, not
 
 ``off`` lifts a cap. A chat over either is refused at once, before its body is
 validated or anything is counted or spent, with 503 "Server busy" and
-``Retry-After``. A stream's place is given back when the server closes its
+``Retry-After`` (a ``/v1`` body is read, not validated, to see whether it streams;
+it is read in a place already taken, so a body sent slowly costs a place, not a
+thread beyond them). A stream's place is given back when the server closes its
 response (PEP 3333's ``close``: after its last byte, or when its client has
 gone), not when the view returns; any other chat's when the request ends.
 
@@ -38,7 +40,7 @@ from twin_server.app_state import EXTENSION_KEY
 from twin_server.errors import ConfigurationError, LimitExceeded
 from twin_server.quotas.policy import CHAT_PATHS
 
-__all__ = ["Gate", "ServerBusy", "THREADS_ENV", "check", "default_caps", "install"]
+__all__ = ["Gate", "Place", "ServerBusy", "THREADS_ENV", "check", "default_caps", "install"]
 
 THREADS_ENV = "_TWIN_WORKER_THREADS"  # not TWIN_*: set by gunicorn.conf.py, not an operator's setting
 DEFAULT_THREADS = 64
@@ -91,32 +93,44 @@ def check(config: Mapping[str, Any]) -> list[str]:
 
 
 class Gate:
-    """Counts a worker's chats and streams in progress; ``enter`` admits one or raises ServerBusy."""
+    """Counts a worker's chats and streams in progress; ``enter`` admits a chat or raises ServerBusy."""
 
     def __init__(self, max_chats: int | None, max_streams: int | None) -> None:
         self.max_chats, self.max_streams = max_chats, max_streams
         self.chats = self.streams = 0
         self._lock = threading.Lock()
 
-    def enter(self, *, stream: bool) -> Callable[[], None]:
-        """Take a place; the returned function gives it back (once, however often it is called)."""
+    def enter(self) -> "Place":
         with self._lock:
             if self.max_chats is not None and self.chats >= self.max_chats:
                 raise ServerBusy(f"{self.chats} chats are in progress; try again shortly.", retry_after=RETRY_AFTER)
-            if stream and self.max_streams is not None and self.streams >= self.max_streams:
-                raise ServerBusy(f"{self.streams} streams are open; try again shortly.", retry_after=RETRY_AFTER)
             self.chats += 1
-            self.streams += stream
-        left = [True]
+        return Place(self)
 
-        def leave() -> None:
-            with self._lock:
-                if left:
-                    left.clear()
-                    self.chats -= 1
-                    self.streams -= stream
 
-        return leave
+class Place:
+    """One admitted chat: ``stream()`` makes it a stream (or raises ServerBusy), ``leave()`` gives it back, once."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self.streaming = False
+        self.left = False
+
+    def stream(self) -> None:
+        gate = self.gate
+        with gate._lock:
+            if gate.max_streams is not None and gate.streams >= gate.max_streams:
+                raise ServerBusy(f"{gate.streams} streams are open; try again shortly.", retry_after=RETRY_AFTER)
+            gate.streams += 1
+            self.streaming = True
+
+    def leave(self) -> None:
+        gate = self.gate
+        with gate._lock:
+            if not self.left:
+                self.left = True
+                gate.chats -= 1
+                gate.streams -= self.streaming
 
 
 def wants_stream(current: Request) -> bool:
@@ -148,19 +162,23 @@ def install(app: Flask) -> None:
     def admit() -> None:
         current = request._get_current_object()
         if current.method == "POST" and current.path in CHAT_PATHS:
-            g.twin_inflight = gate.enter(stream=wants_stream(current))
+            # A place first, then the body is read (a /v1 body says whether it streams): a client that sends
+            # its body slowly holds one of the places, never a thread beyond them.
+            g.twin_inflight = place = gate.enter()
+            if wants_stream(current):
+                place.stream()
 
     @app.after_request
     def leave_when_sent(response: Response) -> Response:
-        leave = g.get("twin_inflight")
-        if leave is not None and response.is_streamed:
+        place = g.get("twin_inflight")
+        if place is not None and response.is_streamed:
             g.twin_inflight_streams = True
-            response.call_on_close(leave)
+            response.call_on_close(place.leave)
         return response
 
     @app.teardown_request
     def leave_unless_streaming(exc: BaseException | None) -> None:
         # Also runs when the view returns a stream, before its first byte: a stream's place waits for its close.
-        leave = g.get("twin_inflight")
-        if leave is not None and not g.get("twin_inflight_streams"):
-            leave()
+        place = g.get("twin_inflight")
+        if place is not None and not g.get("twin_inflight_streams"):
+            place.leave()
