@@ -156,9 +156,9 @@ class _Body:
         yield self.body
 
 
-def fail_first(client: Any, operation: str, times: int, status: int, code: str) -> None:
+def fail_first(client: Any, operation: str, times: int, status: int, code: str, **fields: Any) -> None:
     """Make ``client`` answer its next ``times`` ``operation`` sends with its service's error document
-    (S3's XML, or the JSON of DynamoDB and the other JSON-protocol services)."""
+    (S3's XML, or the JSON of DynamoDB and the other JSON-protocol services, with ``fields`` added)."""
     import json
 
     from botocore.awsrequest import AWSResponse
@@ -169,7 +169,7 @@ def fail_first(client: Any, operation: str, times: int, status: int, code: str) 
         body = f"<Error><Code>{code}</Code><Message>injected by the test</Message></Error>".encode()
         content_type = "application/xml"
     else:
-        body = json.dumps({"__type": f"com.amazonaws.{service}#{code}", "message": "injected by the test"}).encode()
+        body = json.dumps({"__type": f"com.amazonaws.{service}#{code}", "message": "injected by the test", **fields}).encode()
         content_type = "application/x-amz-json-1.0"
 
     def answer(request: Any, **kwargs: Any) -> Any:

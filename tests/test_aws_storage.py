@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from tests.plugins import echo
 from tests.moto_server import aws, fail_first, moto_server, record_sends  # noqa: F401  (fixtures)
 from twin_aws.storage import S3ConversationStore
 from twin_server.app import create_app
@@ -293,3 +294,135 @@ def test_the_store_behaves_like_a_list(aws, bucket, chunk, batches, limits):
     for limit in limits:
         expected = model if limit is None else (model[-limit:] if limit else [])
         assert store.load(session_id, limit) == expected
+
+
+# -- a crowd on one session: every turn is stored, and the backlog is folded -------------
+
+
+def crowd(apps, session_id, turns):
+    """``turns`` chats on one session at once, spread over ``apps`` (machines); their JSON bodies."""
+    start, results = threading.Barrier(turns), [None] * turns
+
+    def visitor(n):
+        client = apps[n % len(apps)].test_client()
+        start.wait()
+        response = client.post("/chat", json={"message": f"visitor {n}", "session_id": session_id})
+        results[n] = (response.status_code, response.get_json())
+
+    workers = [threading.Thread(target=visitor, args=(n,)) for n in range(turns)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return results
+
+
+def test_a_hundred_concurrent_turns_on_two_machines_are_all_stored(aws, bucket):
+    config = {"STORAGE": "s3", "S3_BUCKET": bucket, "RATE_LIMIT": "off", "LLM": "echo"}
+    machines = [create_app(config, plugins=[echo]) for _ in range(2)]
+    results = crowd(machines, "crowded-02", 100)
+    assert [status for status, _ in results] == [200] * 100
+    assert [body["history_saved"] for _, body in results] == [True] * 100  # within the 5 s storage deadline
+    assert_every_turn_stored(machines, "crowded-02", results)
+
+
+def assert_every_turn_stored(machines, session_id, results):
+    """Both machines see the same history: every question, each followed by the reply its visitor got."""
+    replies = {f"visitor {n}": f"reply to: visitor {n}" for n in range(len(results))}
+    assert [body["response"] for _, body in results] == list(replies.values())
+    histories = [app.test_client().get(f"/conversation/{session_id}").get_json()["messages"] for app in machines]
+    assert histories[0] == histories[1]
+    messages = histories[0]
+    assert [m["role"] for m in messages] == ["user", "assistant"] * len(results)
+    assert sorted(m["content"] for m in messages[::2]) == sorted(replies)
+    assert [m["content"] for m in messages[1::2]] == [replies[m["content"]] for m in messages[::2]]
+
+
+def test_a_backlog_of_turn_objects_is_folded_in_order_at_a_bounded_cost(aws, bucket):
+    store = make_store(bucket, chunk=50)
+    store.append("backlog-001", turn(0))
+    crowd_stores = [make_store(bucket, chunk=50) for _ in range(40)]
+    for other in crowd_stores:  # forty machines read the same head, then append one after the other:
+        other.load("backlog-001", 20)
+    for i, other in enumerate(crowd_stores, start=1):  # the first wins the head, 39 write turn objects
+        other.append("backlog-001", turn(i))
+    assert len(aws.keys(bucket, "sessions/backlog-001/turns/")) == 39
+    expected = [m for i in range(41) for m in turn(i)]
+    assert store.load("backlog-001") == expected
+    sends = record_sends(store.client)
+    assert store.load("backlog-001", 20) == expected[-20:]
+    assert sends.count("GetObject") == 1 + 10  # the head and the ten newest turns: enough for 20 messages
+    sends.clear()
+    store.append("backlog-001", turn(41))  # its own object, then the oldest 32 folded into the head
+    # (of which the load had read three already)
+    assert sends == ["PutObject"] + ["GetObject"] * 29 + ["PutObject", "DeleteObjects"]
+    assert len(aws.keys(bucket, "sessions/backlog-001/turns/")) == 39 + 1 - 32
+    expected += turn(41)
+    assert store.load("backlog-001") == expected
+    store.load("backlog-001", 20)
+    store.append("backlog-001", turn(42))  # now few enough: everything folded, the turn in the head
+    assert aws.keys(bucket, "sessions/backlog-001/turns/") == []
+    assert store.load("backlog-001") == expected + turn(42)
+
+
+def test_folded_turn_objects_that_could_not_be_deleted_are_never_counted_twice(aws, bucket):
+    a, b = make_store(bucket), make_store(bucket)
+    a.append("leftover-01", turn(0))
+    b.load("leftover-01", 20)
+    a.append("leftover-01", turn(1))
+    b.append("leftover-01", turn(2))  # b's head is stale: its turn becomes an object
+    fail_first(a.client, "DeleteObjects", times=1, status=503, code="InternalError")
+    a.append("leftover-01", turn(3))  # folds b's object, but cannot delete it
+    assert len(aws.keys(bucket, "sessions/leftover-01/turns/")) == 1
+    expected = turn(0) + turn(1) + turn(2) + turn(3)
+    assert a.load("leftover-01") == expected  # the head names the object it folded: skipped
+    a.append("leftover-01", turn(4))  # deletes it for good; the next head forgets it
+    assert aws.keys(bucket, "sessions/leftover-01/turns/") == []
+    a.append("leftover-01", turn(5))
+    head = aws.s3.get_object(Bucket=bucket, Key="sessions/leftover-01/head.jsonl")["Body"].read()
+    assert "folded" not in json.loads(head.splitlines()[0])
+    assert a.load("leftover-01") == expected + turn(4) + turn(5)
+
+
+def test_a_turn_object_vanishing_while_it_is_read_is_transient(aws, bucket):
+    from twin_server.errors import BackendUnavailable
+
+    a, b = make_store(bucket), make_store(bucket)
+    a.append("vanishing-1", turn(0))
+    b.load("vanishing-1", 20)
+    a.append("vanishing-1", turn(1))
+    b.append("vanishing-1", turn(2))  # an object
+    [key] = aws.keys(bucket, "sessions/vanishing-1/turns/")
+    def vanish(request, **kwargs):  # listed, then gone before it is fetched (folded and deleted)
+        if "/turns/" in request.url:
+            aws.s3.delete_object(Bucket=bucket, Key=key)
+
+    a.client.meta.events.register("before-send.s3.GetObject", vanish)
+    with pytest.raises(BackendUnavailable, match="changed while it was being read"):
+        a.load("vanishing-1")
+
+
+def test_a_retried_append_whose_first_try_was_stored_is_not_stored_twice(bucket, clock):
+    from botocore.exceptions import ReadTimeoutError
+
+    app = create_app({"STORAGE": "s3", "S3_BUCKET": bucket}, retry_options={"clock": clock, "sleep": clock.sleep})
+    client = app.extensions["twin_server"].backends.storage.client
+    lost = []
+
+    def lose_the_answer(http_response, **kwargs):  # the head was written; its answer never arrives
+        if http_response.url.endswith("head.jsonl") and not lost:
+            lost.append(http_response.status_code)
+            raise ReadTimeoutError(endpoint_url=http_response.url)
+
+    client.meta.events.register("after-call.s3.PutObject", lose_the_answer)
+    response = app.test_client().post("/chat", json={"message": "hello", "session_id": "timed-out-1"})
+    assert response.get_json()["history_saved"] is True and lost == [200] and len(clock.sleeps) == 1
+    assert len(app.test_client().get("/conversation/timed-out-1").get_json()["messages"]) == 2
+
+
+def test_provision_creates_the_bucket_once(aws):
+    store = make_store("made-by-init")
+    assert store.provision() == ["created bucket made-by-init"]
+    assert store.provision() == []
+    store.append("session-0001", turn(0))
+    assert store.load("session-0001") == turn(0)

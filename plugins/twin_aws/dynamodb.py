@@ -46,6 +46,8 @@ MESSAGE_PREFIX = "m#"
 TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 #: DynamoDB's limits: items per transaction, bytes per transaction (4 MB, kept clear of), bytes per item.
 TRANSACTION_ITEMS, TRANSACTION_BYTES, ITEM_BYTES = 100, 3_500_000, 400 * 1024
+#: An item's bytes besides its content and session id: attribute names, sort key, role, timestamp, TTL.
+ITEM_OVERHEAD = 160
 BATCH_ITEMS = 25
 #: Name collisions (a 32-bit token in the same microsecond) tolerated per append, then the core's retry.
 MAX_CONFLICTS = 10
@@ -124,6 +126,7 @@ class DynamoDBConversationStore:
         lines = _encode(messages)
         if not lines:
             return
+        _check_sizes(session_id, messages)
         digest = hashlib.sha256(session_id.encode() + b"\n" + b"\n".join(lines)).hexdigest()
         attempt = getattr(self._local, "attempt", None)
         if attempt is not None and attempt[:2] == (session_id, digest):
@@ -229,12 +232,7 @@ class DynamoDBConversationStore:
             }
             if not message.complete:
                 item["complete"] = {"BOOL": False}
-            if _size(item) > ITEM_BYTES:
-                raise ValidationError(f"a message of {len(message.content)} characters does not fit one "
-                                      f"DynamoDB item ({ITEM_BYTES // 1024} KB)")
             items.append(item)
-        if len(items) > 99_999:
-            raise ValidationError("an append of more than 99,999 messages")
         return items
 
     def _write(self, items: list[dict], token: str) -> None:
@@ -330,6 +328,16 @@ def _cancelled(codes: set[str], said: str) -> TwinError:
     if codes & _REFUSED:
         return BackendError(f"{where}: {said}")
     return BackendUnavailable(where)  # TransactionConflict: another transaction held an item
+
+
+def _check_sizes(session_id: str, messages: Sequence[Message]) -> None:
+    """ValidationError, before any request, for an append DynamoDB's items cannot hold."""
+    if len(messages) > 99_999:  # five digits of index in the sort key
+        raise ValidationError("an append of more than 99,999 messages")
+    for message in messages:
+        if len(message.content.encode("utf-8")) + ITEM_OVERHEAD + len(session_id) > ITEM_BYTES:
+            raise ValidationError(f"a message of {len(message.content)} characters does not fit one "
+                                  f"DynamoDB item ({ITEM_BYTES // 1024} KB)")
 
 
 def _transactions(items: list[dict]) -> Iterator[list[dict]]:
