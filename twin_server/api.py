@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from twin_server import limits
 from twin_server.errors import NotReady, ValidationError
 from twin_server.chat import new_session_id
 from twin_server.schemas import chat_request_schema, check_session_id, load_body
@@ -68,6 +69,7 @@ def ready() -> Response:
     try:
         persona = state.chat.persona()
         state.backends.storage.load(READINESS_PROBE_SESSION, 1)
+        limits.ping(current_app)  # with the rate-limit storage down every chat is refused
     except Exception as exc:
         not_ready = NotReady("not ready")
         not_ready.operation = getattr(exc, "operation", None)

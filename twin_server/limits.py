@@ -50,13 +50,15 @@ from twin_server import settings
 from twin_server.errors import BackendUnavailable, ConfigurationError, LimitExceeded
 from twin_server.state import EXTENSION_KEY
 
-__all__ = ["BudgetExhausted", "CHAT_PATHS", "RateLimit", "SessionAllowance", "check", "install"]
+__all__ = ["BudgetExhausted", "CHAT_PATHS", "RateLimit", "SessionAllowance", "check", "install", "ping"]
 
 DEFAULTS: dict[str, Any] = {"RATE_LIMIT": "30/minute;500/day", "RATE_LIMIT_STORAGE": "memory://"}
 #: The routes that spend LLM money; limited by path so routes added by other modules are covered.
 CHAT_PATHS = frozenset({"/chat", "/chat/stream", "/v1/chat/completions"})
 DEFAULT_COUNTER_TTL = 30 * 24 * 3600
 OFF = {"off", "none", "false", "no", ""}
+#: ``app.extensions`` key of the counter storage, when the limits use one.
+STORAGE_KEY = "twin_server.limits"
 
 
 class BudgetExhausted(LimitExceeded):
@@ -205,6 +207,19 @@ class SessionAllowance:
             raise exhausted
 
 
+def ping(app: Flask) -> None:
+    """For ``/ready``: BackendUnavailable when the counter storage does not answer (every chat would be a 503)."""
+    storage = app.extensions.get(STORAGE_KEY)
+    if storage is None:
+        return
+    try:
+        healthy = storage.check()
+    except Exception as exc:  # limits' own storages answer False; a third party's may raise
+        raise _unreachable() from exc
+    if not healthy:
+        raise _unreachable()
+
+
 def install(app: Flask) -> None:
     """Put the limits on ``app`` (after ``check`` found no problem)."""
     config, state = app.config, app.extensions[EXTENSION_KEY]
@@ -221,6 +236,7 @@ def install(app: Flask) -> None:
     if not items and all(value is None for value in caps.values()):
         return
     storage = _storage(config)
+    app.extensions[STORAGE_KEY] = storage
     if items:
         app.before_request(RateLimit(items, storage).check)
     if any(value is not None for value in caps.values()):
