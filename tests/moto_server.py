@@ -169,7 +169,8 @@ def fail_first(client: Any, operation: str, times: int, status: int, code: str, 
         body = f"<Error><Code>{code}</Code><Message>injected by the test</Message></Error>".encode()
         content_type = "application/xml"
     else:
-        body = json.dumps({"__type": f"com.amazonaws.{service}#{code}", "message": "injected by the test", **fields}).encode()
+        error = {"__type": f"com.amazonaws.{service}#{code}", "message": "injected by the test", **fields}
+        body = json.dumps(error).encode()
         content_type = "application/x-amz-json-1.0"
 
     def answer(request: Any, **kwargs: Any) -> Any:

@@ -301,7 +301,8 @@ def test_deletes_that_make_no_progress_are_left_to_the_core_retry(aws, table, cl
         if not answered:
             answered.append(1)
             body = json.loads(request.body)
-            return AWSResponse(request.url, 200, {}, _Body(json.dumps({"UnprocessedItems": body["RequestItems"]}).encode()))
+            left = json.dumps({"UnprocessedItems": body["RequestItems"]}).encode()
+            return AWSResponse(request.url, 200, {}, _Body(left))
         return None
 
     storage.client.meta.events.register("before-send.dynamodb.BatchWriteItem", none_processed)

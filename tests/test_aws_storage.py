@@ -209,7 +209,8 @@ def test_a_writer_that_always_loses_the_head_still_stores_every_turn(bucket):
         a.append("contended-1", turn(90 + i))
     # Each append: the listing, the head (and the one turn object left: B's winning write folds and
     # deletes it each time), its losing head write, its own object. Bounded, and never a retry loop.
-    first, then = ["ListObjectsV2", "GetObject", "PutObject", "PutObject"], ["ListObjectsV2", "GetObject", "GetObject", "PutObject", "PutObject"]
+    first = ["ListObjectsV2", "GetObject", "PutObject", "PutObject"]
+    then = ["ListObjectsV2", "GetObject", "GetObject", "PutObject", "PutObject"]
     assert sends == first + then + then
     users = [m.content for m in b.load("contended-1")][::2]
     assert users == ["question 0", "question 90", "question 1", "question 91", "question 2", "question 92"]

@@ -30,10 +30,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from twin_aws.clients import error_code, make_client, operation_timeout, require_boto3, translated
-from twin_aws.keys import TurnNamer, check_session_id, stamp_of
+from twin_aws import dynamodb_items as items_of
+from twin_aws.clients import make_client, operation_timeout, require_boto3, translated
+from twin_aws.dynamodb_items import MESSAGE_PREFIX, TTL_ATTRIBUTE, table_definition
+from twin_aws.keys import TurnNamer, check_session_id
 from twin_server import settings
-from twin_server.errors import BackendError, BackendUnavailable, ConfigurationError, RateLimited, TwinError, ValidationError
+from twin_server.errors import BackendError, BackendUnavailable, ConfigurationError, RateLimited, TwinError
 from twin_server.types import Message
 
 __all__ = ["DynamoDBConversationStore"]
@@ -41,13 +43,7 @@ __all__ = ["DynamoDBConversationStore"]
 log = logging.getLogger("twin_aws.dynamodb")
 
 DEFAULT_TABLE = "twin-conversations"
-TTL_ATTRIBUTE = "expires_at"
-MESSAGE_PREFIX = "m#"
 TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
-#: DynamoDB's limits: items per transaction, bytes per transaction (4 MB, kept clear of), bytes per item.
-TRANSACTION_ITEMS, TRANSACTION_BYTES, ITEM_BYTES = 100, 3_500_000, 400 * 1024
-#: An item's bytes besides its content and session id: attribute names, sort key, role, timestamp, TTL.
-ITEM_OVERHEAD = 160
 BATCH_ITEMS = 25
 #: Name collisions (a 32-bit token in the same microsecond) tolerated per append, then the core's retry.
 MAX_CONFLICTS = 10
@@ -115,18 +111,17 @@ class DynamoDBConversationStore:
             else:
                 items = [item for _, item in zip(range(limit), self._query(session_id, forward=False, limit=limit))]
                 items.reverse()
-        newest = stamp_of(items[-1]["sk"]["S"][len(MESSAGE_PREFIX):]) if items else 0
-        self._local.seen = (session_id, newest)
+        self._local.seen = (session_id, items_of.newest_stamp(items[-1] if items else None))
         now = self._clock()
-        return [m for m in (self._parse(item, session_id, now) for item in items) if m is not None]
+        return [m for m in (items_of.parse(item, session_id, now) for item in items) if m is not None]
 
     def append(self, session_id: str, messages: Sequence[Message]) -> None:
         """Append all of ``messages`` or none of them, whatever other machines append meanwhile."""
         check_session_id(session_id)
-        lines = _encode(messages)
-        if not lines:
+        items_of.check(session_id, messages)
+        if not messages:
             return
-        _check_sizes(session_id, messages)
+        lines = [message.to_json_line() for message in messages]
         digest = hashlib.sha256(session_id.encode() + b"\n" + b"\n".join(lines)).hexdigest()
         attempt = getattr(self._local, "attempt", None)
         if attempt is not None and attempt[:2] == (session_id, digest):
@@ -218,26 +213,15 @@ class DynamoDBConversationStore:
     def _tail_stamp(self, session_id: str) -> int:
         with self._translated(f"DynamoDB Query of session {session_id}"):
             newest = next(self._query(session_id, forward=False, limit=1, keys_only=True), None)
-        return stamp_of(newest["sk"]["S"][len(MESSAGE_PREFIX):]) if newest else 0
+        return items_of.newest_stamp(newest)
 
     def _items(self, session_id: str, name: str, messages: Sequence[Message]) -> list[dict]:
-        expires = {TTL_ATTRIBUTE: {"N": str(int(self._clock()) + self.ttl)}} if self.ttl else {}
-        items = []
-        for index, message in enumerate(messages):
-            record = message.to_dict()
-            item = {
-                "pk": {"S": session_id}, "sk": {"S": f"{MESSAGE_PREFIX}{name}#{index:05d}"},
-                "role": {"S": record["role"]}, "content": {"S": record["content"]},
-                "timestamp": {"S": record["timestamp"]}, **expires,
-            }
-            if not message.complete:
-                item["complete"] = {"BOOL": False}
-            items.append(item)
-        return items
+        expires_at = int(self._clock()) + self.ttl if self.ttl else None
+        return items_of.message_items(session_id, name, messages, expires_at)
 
     def _write(self, items: list[dict], token: str) -> None:
         """Put every item, each only where no item is; raises _Conflict when one was taken."""
-        batches = list(_transactions(items))
+        batches = list(items_of.transactions(items))
         try:
             for number, batch in enumerate(batches):
                 self._transact(batch, hashlib.sha256(f"{token}#{number}".encode()).hexdigest()[:36])
@@ -295,31 +279,6 @@ class DynamoDBConversationStore:
             return _cancelled({r.get("Code") for r in exc.response.get("CancellationReasons") or []}, said)
         return None
 
-    @staticmethod
-    def _parse(item: Mapping[str, Any], session_id: str, now: float) -> Message | None:
-        try:
-            expires = item.get(TTL_ATTRIBUTE)
-            if expires is not None and float(expires["N"]) <= now:
-                return None  # expired; DynamoDB removes it within a few days
-            return Message.from_dict({
-                "role": item["role"]["S"], "content": item["content"]["S"], "timestamp": item["timestamp"]["S"],
-                "complete": item.get("complete", {"BOOL": True})["BOOL"],
-            })
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("skipping a corrupt item in session %s (%s)", session_id, type(exc).__name__)
-            return None
-
-
-def table_definition(table: str) -> dict[str, Any]:
-    """The CreateTable request: the keys and on-demand billing (docs/aws.md has the same as CloudFormation)."""
-    return {
-        "TableName": table,
-        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
-                                 {"AttributeName": "sk", "AttributeType": "S"}],
-        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        "BillingMode": "PAY_PER_REQUEST",
-    }
-
 
 def _cancelled(codes: set[str], said: str) -> TwinError:
     where = f"DynamoDB cancelled the transaction ({', '.join(sorted(codes - {'None'})) or 'no reason'})"
@@ -328,43 +287,3 @@ def _cancelled(codes: set[str], said: str) -> TwinError:
     if codes & _REFUSED:
         return BackendError(f"{where}: {said}")
     return BackendUnavailable(where)  # TransactionConflict: another transaction held an item
-
-
-def _check_sizes(session_id: str, messages: Sequence[Message]) -> None:
-    """ValidationError, before any request, for an append DynamoDB's items cannot hold."""
-    if len(messages) > 99_999:  # five digits of index in the sort key
-        raise ValidationError("an append of more than 99,999 messages")
-    for message in messages:
-        if len(message.content.encode("utf-8")) + ITEM_OVERHEAD + len(session_id) > ITEM_BYTES:
-            raise ValidationError(f"a message of {len(message.content)} characters does not fit one "
-                                  f"DynamoDB item ({ITEM_BYTES // 1024} KB)")
-
-
-def _transactions(items: list[dict]) -> Iterator[list[dict]]:
-    batch: list[dict] = []
-    size = 0
-    for item in items:
-        item_size = _size(item)
-        if batch and (len(batch) == TRANSACTION_ITEMS or size + item_size > TRANSACTION_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append(item)
-        size += item_size
-    if batch:
-        yield batch
-
-
-def _size(item: Mapping[str, Mapping[str, Any]]) -> int:
-    """An item's size as DynamoDB counts it: attribute names plus values, in UTF-8 bytes."""
-    total = 0
-    for name, value in item.items():
-        (kind, data), = value.items()
-        total += len(name.encode()) + (1 if kind == "BOOL" else len(str(data).encode("utf-8", "surrogatepass")))
-    return total
-
-
-def _encode(messages: Sequence[Message]) -> list[bytes]:
-    for message in messages:
-        if not isinstance(message, Message):
-            raise TypeError(f"expected Message, not {type(message).__name__}")
-    return [message.to_json_line() for message in messages]  # ValidationError for content that is not Unicode

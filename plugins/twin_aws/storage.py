@@ -230,7 +230,9 @@ class S3ConversationStore:
 
     # -- writing -------------------------------------------------------------------
 
-    def _write_head(self, session_id: str, view: View, lines: Sequence[bytes], fold: Sequence[str] | None = None) -> bool:
+    def _write_head(
+        self, session_id: str, view: View, lines: Sequence[bytes], fold: Sequence[str] | None = None
+    ) -> bool:
         """Write the viewed head plus the turns ``fold`` (all pending) and ``lines``; False when it changed."""
         fold = view.pending if fold is None else fold
         base = view.head or Head(None, uuid.uuid4().hex, 0, self.chunk_messages, ())
