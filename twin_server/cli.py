@@ -1,4 +1,4 @@
-"""The ``twin-server`` command: serve, chat, check, sweep, plugins.
+"""The ``twin-server`` command: serve, chat, check, init, sweep, plugins.
 
 Nothing heavy is imported at module level, so ``twin-server --help`` loads no
 backend SDK.
@@ -165,6 +165,29 @@ def evaluate(cases_file: str, output_format: str, min_score: float | None, judge
     if min_score is not None and report.score < min_score:
         click.echo(f"score {report.score:.3f} is below --min-score {min_score:g}", err=True)
         sys.exit(1)
+
+
+@main.command()
+def init() -> None:
+    """Create what the selected backends need (a DynamoDB table, an S3 bucket); does nothing when all exists."""
+    from twin_server.errors import TwinError
+    from twin_server.app_state import EXTENSION_KEY
+
+    backends = _build_app().extensions[EXTENSION_KEY].backends
+    done = []
+    for kind, name in backends.names().items():
+        provision = getattr(getattr(backends, kind).backend, "provision", None)
+        if provision is None:
+            continue
+        try:
+            lines = provision()
+        except TwinError as exc:
+            raise click.ClickException(f"{kind} backend {name!r}: {exc}") from exc
+        for line in lines:
+            click.echo(f"{kind} {name}: {line}")
+        done += lines
+    if not done:
+        click.echo("nothing to do: everything the selected backends need exists")
 
 
 @main.command()
