@@ -37,13 +37,6 @@ def bucket(aws):
     return aws.bucket()
 
 
-def test_a_missing_session_is_empty(bucket):
-    store = make_store(bucket)
-    assert store.load("never-seen-1") == []
-    assert store.load("never-seen-1", 5) == []
-    assert store.delete("never-seen-1") is False
-
-
 def test_a_turn_is_one_compact_head_object(aws, bucket):
     store = make_store(bucket)
     store.append("session-0001", turn(0))
