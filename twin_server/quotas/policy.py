@@ -70,7 +70,7 @@ from twin_server.turn.turn import TurnRequest
 
 __all__ = [
     "BudgetExhausted", "CHAT_PATHS", "READ_PREFIXES", "RateLimit", "SessionAllowance", "check", "client_key", "counted",
-    "install", "visitor_chars",
+    "install", "ping", "visitor_chars",
 ]
 
 log = logging.getLogger("twin_server.limits")
@@ -82,6 +82,8 @@ CHAT_PATHS = frozenset({"/chat", "/chat/stream", "/v1/chat/completions"})
 READ_PREFIXES = ("/conversation/",)
 DEFAULT_COUNTER_TTL = 30 * 24 * 3600
 OFF = {"off", "none", "false", "no", ""}
+#: ``app.extensions`` key of the counter storage, when the limits use one.
+STORAGE_KEY = "twin_server.limits"
 
 
 class BudgetExhausted(LimitExceeded):
@@ -308,6 +310,19 @@ class SessionAllowance:
             raise exhausted
 
 
+def ping(app: Flask) -> None:
+    """For ``/ready``: BackendUnavailable when the counter storage does not answer (every chat would be a 503)."""
+    storage = app.extensions.get(STORAGE_KEY)
+    if storage is None:
+        return
+    try:
+        healthy = storage.check()
+    except Exception as exc:  # limits' own storages answer False; a third party's may raise
+        raise _unreachable() from exc
+    if not healthy:
+        raise _unreachable()
+
+
 def install(app: Flask) -> None:
     """Put the limits on ``app`` (after ``check`` found no problem)."""
     config, state = app.config, app.extensions[EXTENSION_KEY]
@@ -318,6 +333,8 @@ def install(app: Flask) -> None:
     storage, warning = limits_storage.open_storage(config)
     if warning:
         log.warning(warning)
+    app.extensions[STORAGE_KEY] = storage
+    state.readiness_probes.append(lambda: ping(app))  # with the counter storage down every chat is refused
     if items:
         app.before_request(RateLimit(items, storage, _ipv6_prefix(config)).check)
     if any(value is not None for value in caps.values()):
