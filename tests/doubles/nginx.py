@@ -38,7 +38,8 @@ def config(upstream: str, port: int, work: Path) -> str:
     block, upstreams = re.subn(r"server 127\.0\.0\.1:8000;", f"server {urlsplit(upstream).netloc};", block)
     if (listens, upstreams) != (1, 1):
         raise AssertionError("the documented nginx block no longer has the lines this test rewrites")
-    temp = "\n".join(f"    {kind}_temp_path {work}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp = "\n".join(f"    {kind}_temp_path {work}/{kind};" for kind in kinds)
     user = "user root;\n" if os.geteuid() == 0 else ""  # workers must reach the test's private directory
     return (f"{user}daemon off;\nworker_processes 1;\npid {work}/nginx.pid;\nerror_log {work}/error.log warn;\n"
             f"events {{ worker_connections 1024; }}\nhttp {{\n    access_log off;\n{temp}\n{block}\n}}\n")

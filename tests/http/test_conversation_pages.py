@@ -102,8 +102,8 @@ def test_a_cursor_of_a_deleted_conversation_is_a_400(app):
 
 
 @pytest.mark.parametrize("query", [
-    {"limit": 0}, {"limit": 501}, {"limit": "ten"}, {"limit": "1.5"}, {"before": "12"}, {"before": "0.0123456789abcdef"},
-    {"before": "5.0123456789ABCDEF"}, {"offset": 3},
+    {"limit": 0}, {"limit": 501}, {"limit": "ten"}, {"limit": "1.5"},
+    {"before": "12"}, {"before": "0.0123456789abcdef"}, {"before": "5.0123456789ABCDEF"}, {"offset": 3},
 ])
 def test_bad_queries_are_400_problems(app, query):
     response = app.test_client().get("/conversation/visitor-0001", query_string=query)

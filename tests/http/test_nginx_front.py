@@ -4,7 +4,8 @@ The attack: 130 sockets sending a request one byte every 2 s ("slowloris"),
 half of them dripping their headers, half a POST's body.
 Against gunicorn itself each holds one of its threads; through nginx none
 reaches gunicorn: ``/health`` answers within gunicorn's timeout while the
-attack runs, and a chat is not refused for slow bodies holding the worker's chat places. Streams still arrive piece by piece through the front.
+attack runs, and a chat is not refused for slow bodies holding the worker's
+chat places. Streams still arrive piece by piece through the front.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def test_slowloris_against_the_documented_nginx_front_leaves_health_answering(tm
     with gunicorn(env, app="tests.doubles.paced_app:app", workers=1, threads=4,
                   extra_args=("--timeout", str(TIMEOUT))) as upstream:
         with nginx_front(upstream, tmp_path / "nginx") as front:
-            with Slowloris(front, 65, slow="headers", rounds=3) as heads, Slowloris(front, 65, slow="body", rounds=3) as bodies:
+            with Slowloris(front, 65, slow="headers", rounds=3) as heads, \
+                    Slowloris(front, 65, slow="body", rounds=3) as bodies:
                 heads.wait_rounds(1)
                 probes = [requests.get(front + "/health", timeout=TIMEOUT).status_code for _ in range(3)]
                 ready = requests.get(front + "/ready", timeout=TIMEOUT).status_code

@@ -13,6 +13,7 @@ from twin_server.http import inflight
 from twin_server.http.sse import Readers, Relay
 
 PROBLEM = "application/problem+json"
+V1 = {"model": "twin", "messages": [{"role": "user", "content": "x"}]}
 
 
 def slow_words(count, pause, gate=None):
@@ -131,8 +132,8 @@ def test_a_full_worker_answers_503_with_retry_after_and_frees_the_place_on_close
     assert open_stream.status_code == 200
     for refused in (
         client.post("/chat/stream", json={"message": "hi"}),
-        client.post("/v1/chat/completions", json={"model": "twin", "stream": True, "messages": [{"role": "user", "content": "x"}]}),
-        client.post("/v1/chat/completions", json={"model": "twin", "stream": "true", "messages": [{"role": "user", "content": "x"}]}),
+        client.post("/v1/chat/completions", json={**V1, "stream": True}),
+        client.post("/v1/chat/completions", json={**V1, "stream": "true"}),
     ):
         assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
     assert client.post("/chat/stream", json={"message": "hi"}).get_json()["title"] == "Server busy"
@@ -164,7 +165,7 @@ def test_a_refused_v1_call_keeps_the_openai_envelope(scripted_app, scripted):
     release = threading.Event()
     blocked_stream(scripted, release)
     open_stream = client.post("/chat/stream", json={"message": "hi"}, buffered=False)
-    refused = client.post("/v1/chat/completions", json={"model": "twin", "messages": [{"role": "user", "content": "x"}]})
+    refused = client.post("/v1/chat/completions", json=V1)
     assert refused.status_code == 503 and "error" in refused.get_json()
     release.set()
     open_stream.get_data()
@@ -175,5 +176,6 @@ def test_a_request_that_fails_gives_its_place_back(scripted_app):
     client = scripted_app(MAX_CHATS=1, RATE_LIMIT="off").test_client()
     for _ in range(3):
         assert client.post("/chat", json={"nope": 1}).status_code == 400
-        assert client.post("/v1/chat/completions", data="[" * 50_000, content_type="application/json").status_code == 400
+        deep = client.post("/v1/chat/completions", data="[" * 50_000, content_type="application/json")
+        assert deep.status_code == 400
     assert client.post("/chat", json={"message": "hi"}).status_code == 200

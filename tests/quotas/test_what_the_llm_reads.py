@@ -36,7 +36,8 @@ def test_a_v1_call_carrying_50_kb_is_refused_by_a_100_character_cap(scripted_app
 
 def test_a_stored_v1_conversation_counts_the_history_it_sends_every_time(scripted_app, scripted):
     client = scripted_app(SESSION_MAX_CHARS=20_000, RATE_LIMIT="off").test_client()
-    messages = [{"role": "user", "content": BLOCK}, {"role": "assistant", "content": BLOCK}, {"role": "user", "content": "hi"}]
+    messages = [{"role": "user", "content": BLOCK}, {"role": "assistant", "content": BLOCK},
+                {"role": "user", "content": "hi"}]
     assert completion(client, messages, session_id="visitor-0001").status_code == 200  # 8,002 of 20,000
     assert completion(client, messages, session_id="visitor-0001").status_code == 200  # 16,004
     assert completion(client, messages, session_id="visitor-0001").status_code == 429  # 24,006: the cap

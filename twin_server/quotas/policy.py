@@ -75,7 +75,9 @@ __all__ = [
 
 log = logging.getLogger("twin_server.limits")
 
-DEFAULTS: dict[str, Any] = {"RATE_LIMIT": "30/minute;500/day", "RATE_LIMIT_IPV6_PREFIX": 64, "SESSION_MAX_MESSAGES": 500}
+DEFAULTS: dict[str, Any] = {
+    "RATE_LIMIT": "30/minute;500/day", "RATE_LIMIT_IPV6_PREFIX": 64, "SESSION_MAX_MESSAGES": 500,
+}
 #: What the client's allowance counts, by path so routes added by other modules are covered: a POST to a
 #: route that spends LLM money, and a GET (or HEAD) of anything under a prefix that reads a stored conversation.
 CHAT_PATHS = frozenset({"/chat", "/chat/stream", "/v1/chat/completions"})
