@@ -154,12 +154,8 @@ class Readers:
                 self._threads -= 1
 
 
-def readers(app: Any) -> Readers:
-    """The app's readers (made by ``install``)."""
-    return app.extensions[READERS_KEY]
-
-
 def install(app: Any) -> None:
+    """Give ``app`` (one worker) the readers its streams share."""
     app.extensions[READERS_KEY] = Readers()
 
 
