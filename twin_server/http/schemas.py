@@ -44,16 +44,39 @@ class FullMatch(validate.Regexp):
         return value
 
 
+#: A character that is not whitespace, spelt out: ``\\S`` means fewer characters to JSON Schema's (ECMA-262)
+#: regular expressions than to Python's ``str.isspace()``, which decides here (U+001C-U+001F, U+0085).
+NOT_SPACE = r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
 class NotBlank(validate.Regexp):
-    """At least one character that is not whitespace (documented as ``pattern: \\S``)."""
+    """At least one character that is not whitespace (documented as that ``pattern``)."""
 
     def __init__(self, error: str) -> None:
-        super().__init__(r"\S", error=error)
+        super().__init__(NOT_SPACE, error=error)
 
     def __call__(self, value: Any) -> Any:
         if self.regex.search(value) is None:
             raise MarshmallowError(self.error)
         return value
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON ``true`` or ``false`` only (marshmallow's Boolean also takes ``"yes"``, ``"on"``, ``1``...)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class StrictFloat(fields.Float):
+    """A JSON number only (marshmallow's Float also takes the string ``"1.5"``)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def valid_unicode(value: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from twin_server.http.schemas import SESSION_ID, valid_unicode
+from twin_server.http.schemas import SESSION_ID, StrictBoolean, StrictFloat, valid_unicode
 from twin_server.sessions import SESSION_ID_RULE
 from twin_server.types import Message, utcnow
 
@@ -77,7 +77,7 @@ class StreamOptionsSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    include_usage = fields.Boolean(load_default=False)
+    include_usage = StrictBoolean(load_default=False)
 
 
 def _optional_int(validator: Any) -> fields.Integer:
@@ -96,9 +96,9 @@ class CompletionRequestSchema(Schema):
         required=True,
         validate=validate.Length(min=1, max=MAX_MESSAGES, error=f"Must hold 1 to {MAX_MESSAGES} messages."),
     )
-    stream = fields.Boolean(load_default=False, allow_none=True)
+    stream = StrictBoolean(load_default=False, allow_none=True)
     stream_options = fields.Nested(StreamOptionsSchema, load_default=None, allow_none=True)
-    temperature = fields.Float(load_default=None, allow_none=True, validate=validate.Range(0, 2))
+    temperature = StrictFloat(load_default=None, allow_none=True, validate=validate.Range(0, 2))
     max_tokens = _optional_int(validate.Range(min=1))
     max_completion_tokens = _optional_int(validate.Range(min=1))
     n = _optional_int(validate.Equal(1, error="Only n=1 is supported."))

@@ -94,7 +94,9 @@ class Builder:
         for rule in rules:
             methods = sorted((rule.methods or set()) - IMPLICIT_METHODS)
             if op.method is not None:
-                methods = [m for m in methods if m == op.method.upper()]
+                if op.method.upper() not in methods:
+                    raise ConfigurationError(f"OpenAPI: {op.endpoint!r} answers {methods}, not {op.method.upper()}")
+                methods = [op.method.upper()]
             elif len(methods) > 1:
                 raise ConfigurationError(f"OpenAPI: {op.endpoint!r} answers {methods}; say which with method=")
             for method in methods:
@@ -179,11 +181,10 @@ class Builder:
             for item in alternatives
         ]
         data_schema = {"type": "string", **(choices[0] if len(choices) == 1 else {"anyOf": choices})}
-        event = {"const": name} if name != DEFAULT_EVENT else {"const": DEFAULT_EVENT}
         return {
             "type": "object",
             "title": name,
-            "properties": {"event": event, "data": data_schema, "id": {"type": "string"}, "retry": {"type": "integer"}},
+            "properties": {"event": {"const": name}, "data": data_schema, "id": {"type": "string"}, "retry": {"type": "integer"}},
             "required": ["event", "data"],
         }
 
