@@ -15,6 +15,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
 from twin_server import hookimpl
+from twin_server.app import create_app
 from twin_server.cli import main
 from twin_server.errors import StartupError
 from twin_server.http import openapi
@@ -276,8 +277,6 @@ class DocumentedPlugin:
 
 
 def test_a_plugin_route_appears_when_the_plugin_documents_it(tmp_path):
-    from twin_server.app import create_app
-
     app = create_app({"DATA_DIR": str(tmp_path)}, plugins=[DocumentedPlugin(tags=["shout"])])
     document = document_of(app)
     validate(document)
@@ -290,8 +289,6 @@ def test_a_plugin_route_appears_when_the_plugin_documents_it(tmp_path):
 
 
 def test_an_undocumented_plugin_route_stays_out(tmp_path):
-    from twin_server.app import create_app
-
     assert "/shout/stats" not in document_of(create_app({"DATA_DIR": str(tmp_path)}, plugins=[DocumentedPlugin(document=False)]))["paths"]
 
 
@@ -300,19 +297,18 @@ def test_an_undocumented_plugin_route_stays_out(tmp_path):
     [
         (DocumentedPlugin(colour="red"), "shout-stats: unknown OpenAPI detail(s) for 'shout.stats': colour"),
         (DocumentedPlugin(method="POST"), "'shout.stats' answers ['GET'], not POST"),
+        (DocumentedPlugin(errors=[418]), "GET /shout/stats lists [418]; errors are among [400, 401,"),
+        (DocumentedPlugin(security=["Cookie"]), "GET /shout/stats needs ['Cookie']; schemes are"),
+        (DocumentedPlugin(path=StatsSchema), "/shout/stats has no parameter ['shouts']"),
     ],
 )
 def test_a_bad_registration_is_a_startup_error(tmp_path, plugin, says):
-    from twin_server.app import create_app
-
     with pytest.raises(StartupError) as raised:
         create_app({"DATA_DIR": str(tmp_path)}, plugins=[plugin])
     assert says in str(raised.value)
 
 
 def test_documenting_an_endpoint_that_is_not_routed_is_a_startup_error(tmp_path):
-    from twin_server.app import create_app
-
     class Typo:
         @hookimpl
         def register_openapi(self, register):

@@ -79,7 +79,9 @@ def install(app: Flask) -> None:
 
     call_register_hook(state.plugin_manager, "register_openapi", register)
     try:
-        content = build(app, core.OPERATIONS, documented, title=TITLE, version=__version__, description=DESCRIPTION)
+        content = build(
+            app, core.OPERATIONS, documented, title=TITLE, version=__version__, description=DESCRIPTION, tags=core.TAGS
+        )
     except ConfigurationError as exc:
         problems.append(str(exc))
     if problems:

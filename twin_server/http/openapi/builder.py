@@ -60,7 +60,7 @@ def _constant_as_const(self: Any, field: fields.Field, ret: dict, **kwargs: Any)
 
 
 class Builder:
-    def __init__(self, app: Flask, title: str, version: str, description: str) -> None:
+    def __init__(self, app: Flask, title: str, version: str, description: str, tags: Mapping[str, str]) -> None:
         self.app = app
         self.marshmallow = MarshmallowPlugin()
         self.spec = APISpec(
@@ -68,6 +68,8 @@ class Builder:
             info={"description": description},
         )
         self.marshmallow.converter.add_attribute_function(_constant_as_const)
+        for name, meaning in tags.items():
+            self.spec.tag({"name": name, "description": meaning})
         self.policy: auth.AccessPolicy = app.extensions[auth.EXTENSION_KEY]
         self.renderers = app.extensions["twin_server"].renderers
         self.rules: dict[str, list[Rule]] = {}
@@ -113,6 +115,9 @@ class Builder:
             document["description"] = op.description
         if op.tags:
             document["tags"] = list(op.tags)
+        unknown = sorted(set(op.errors) - set(components.ERRORS))
+        if unknown:
+            raise ConfigurationError(f"OpenAPI: {where} lists {unknown}; errors are among {sorted(components.ERRORS)}")
         errors = {500, *op.errors}
         parameters = self._parameters(op, rule, errors)
         if parameters:
@@ -121,13 +126,19 @@ class Builder:
             document["requestBody"] = {"required": True, "content": {JSON: {"schema": self._schema(op.body)}}}
             errors |= {400, 413, 415}
         if op.security is not None:
+            unknown = sorted(set(op.security) - set(components.SECURITY_SCHEMES))
+            if unknown:
+                raise ConfigurationError(f"OpenAPI: {where} needs {unknown}; schemes are {sorted(components.SECURITY_SCHEMES)}")
             document["security"] = [{name: []} for name in op.security]
             errors.add(401)
         elif self.policy.requires_key(path):
             document["security"] = [{name: []} for name in components.API_KEY_SCHEMES]
             errors.add(401)
         responses = {str(status): self._response(status, spec) for status, spec in sorted(op.responses.items())}
-        prefix = ERROR_FORMATS[type(self.renderers.for_path(path))][0]
+        renderer = type(self.renderers.for_path(path))
+        if renderer not in ERROR_FORMATS:
+            raise ConfigurationError(f"OpenAPI: {where} answers errors with {renderer.__name__}, which ERROR_FORMATS lacks")
+        prefix = ERROR_FORMATS[renderer][0]
         for status in sorted(errors):
             responses[str(status)] = {"$ref": f"#/components/responses/{components.error_name(prefix, status)}"}
         document["responses"] = responses
@@ -135,7 +146,9 @@ class Builder:
 
     def _parameters(self, op: Operation, rule: Rule, errors: set[int]) -> list[dict]:
         parameters: list[dict] = []
-        described = set(op.path._declared_fields) if op.path is not None else set()
+        described = set(_instance(op.path).fields) if op.path is not None else set()
+        if described - rule.arguments:
+            raise ConfigurationError(f"OpenAPI: {rule.rule} has no parameter {sorted(described - rule.arguments)}")
         if op.path is not None:
             parameters.append({"in": "path", "schema": op.path})
             errors.add(400)
@@ -199,7 +212,12 @@ class Builder:
                 schemas[name].setdefault("description", summary)
         doc["paths"] = dict(sorted(doc.get("paths", {}).items()))
         doc["components"] = {kind: dict(sorted(entries.items())) for kind, entries in sorted(doc["components"].items())}
-        return doc
+        order = ("openapi", "info", "tags", "paths", "components")
+        return {key: doc[key] for key in (*order, *sorted(set(doc) - set(order))) if key in doc}
+
+
+def _instance(schema: Any) -> Schema:
+    return schema if isinstance(schema, Schema) else schema()
 
 
 def _summary_of(schema: Any) -> str:
@@ -209,7 +227,8 @@ def _summary_of(schema: Any) -> str:
     return " ".join(line.strip() for line in doc.strip().split("\n\n", 1)[0].splitlines())
 
 
-def build(app: Flask, core: Iterable[Operation], plugins: Iterable[Operation], **info: str) -> dict[str, Any]:
+def build(app: Flask, core: Iterable[Operation], plugins: Iterable[Operation], **info: Any) -> dict[str, Any]:
+    """The document: ``core`` operations whose route exists, then every one of ``plugins`` (``info``: see ``Builder``)."""
     builder = Builder(app, **info)
     for op in core:
         builder.add(op, required=False)

@@ -35,6 +35,15 @@ def completion_body(app: Any) -> Any:
     return openai_schema.CompletionRequestSchema(app.extensions["twin_server"].max_message_chars)
 
 
+TAGS = {
+    "chat": "Talk to the twin.",
+    "conversations": "What a visitor said, and erasing it.",
+    "openai": "The OpenAI-compatible API: any chat client or SDK can talk to the twin.",
+    "probes": "Liveness and readiness, for load balancers and orchestrators (never need a key).",
+    "page": "What the chat page reads.",
+    "operations": "For operators and tools.",
+}
+
 CHAT_EVENTS = {
     "session": StreamSessionSchema,
     "delta": StreamDeltaSchema,
@@ -80,7 +89,10 @@ OPERATIONS = (
         "twin_metrics.metrics", "Prometheus metrics (TWIN_METRICS=off removes the route)", tags=["operations"],
         responses={200: {"text/plain": None}},
     ),
-    operation(ENDPOINT, "This document", tags=["operations"], responses={200: {"application/json": None}}),
+    operation(
+        ENDPOINT, "This document", tags=["operations"], operation_id="openapi_document",
+        responses={200: {"application/json": None}},
+    ),
     operation(
         "twin_openai_compat.list_models", "OpenAI-compatible: the twin as the one model", tags=["openai"],
         responses={200: openai_schema.ModelListSchema}, errors=BACKEND_ERRORS,
