@@ -22,6 +22,7 @@ import schemathesis
 from tests.doubles.servers import gunicorn
 from twin_server.app import create_app
 from twin_server.http.openapi import document_of
+from twin_server.http.schemas import EXAMPLE_SESSION_ID
 
 KEY = "fuzz-key-0123456789"
 SEED = 17
@@ -90,8 +91,12 @@ def serve(tmp_path_factory, settings: dict[str, str], document: dict):
     data = tmp_path_factory.mktemp("fuzz") / "data"
     env = {f"TWIN_{name}": value for name, value in {**settings, "DATA_DIR": str(data)}.items()}
     with gunicorn(env, workers=2, threads=8) as url:
-        served = requests.get(url + "/openapi.json", headers={"X-API-Key": KEY}, timeout=10)
-        assert served.json() == document
+        headers = {"X-API-Key": KEY}
+        assert requests.get(url + "/openapi.json", headers=headers, timeout=10).json() == document
+        # The document's example session holds a conversation, so GET /conversation/{example} answers
+        # stored messages (random ids find empty conversations only).
+        turn = {"message": "Where do you live?", "session_id": EXAMPLE_SESSION_ID}
+        assert requests.post(url + "/chat", json=turn, headers=headers, timeout=10).status_code == 200
         yield url
 
 

@@ -91,8 +91,14 @@ def valid_unicode(value: str) -> None:
 SESSION_ID = FullMatch(re.compile(f"^{SESSION_ID_PATTERN}$"), error=SESSION_ID_RULE)
 
 
+#: The session id the document's examples use.
+EXAMPLE_SESSION_ID = "visitor-0001"
+
+
 def session_id_field(description: str = SESSION_ID_RULE, **kwargs: Any) -> fields.String:
-    return fields.String(validate=SESSION_ID, metadata={"description": description}, **kwargs)
+    return fields.String(
+        validate=SESSION_ID, metadata={"description": description, "example": EXAMPLE_SESSION_ID}, **kwargs
+    )
 
 
 class ChatRequestSchema(Schema):
@@ -101,7 +107,7 @@ class ChatRequestSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    message = fields.String(required=True, metadata={"description": "What the visitor says."})
+    message = fields.String(required=True, metadata={"description": "What the visitor says.", "example": "What do you do?"})
     session_id = session_id_field(
         f"The conversation to continue; a new one when absent or null ({SESSION_ID_RULE}).",
         load_default=None, allow_none=True,
