@@ -9,6 +9,9 @@ document. The offline model answers, in a temporary data directory. Two servers:
   otherwise all be 429 (documented, but it would hide everything behind it);
 - ``private``: ``TWIN_PUBLIC_CHAT=false`` (every path but the probes needs a key) and the
   default rate limit on, so 401 and 429 with ``Retry-After`` are met for real.
+
+Requests are independent (schemathesis' state machines, a separate API, are not run: the
+document declares no links). The document's example session holds a stored conversation.
 """
 
 from __future__ import annotations
@@ -44,8 +47,6 @@ CHECKS = {
     "missing_required_header": {"enabled": True},
     "allow_header_conformance": {"enabled": True},
     "ignored_auth": {"enabled": True},
-    "use_after_free": {"enabled": True},
-    "ensure_resource_availability": {"enabled": True},
 }
 
 PER_OPERATION = [
@@ -70,7 +71,6 @@ def fuzzer(document: dict, max_examples: int) -> schemathesis.BaseSchema:
             "seed": SEED,
             "auth": {"openapi": {"ApiKey": {"bearer": KEY}, "ApiKeyHeader": {"api_key": KEY}}},
             "generation": {"mode": "all", "max-examples": max_examples, "database": "none"},
-            "phases": {"stateful": {"enabled": False}},  # no links to follow: the operations are independent
             "checks": CHECKS,
             "operations": PER_OPERATION,
         }
