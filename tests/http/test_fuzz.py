@@ -83,8 +83,8 @@ def fuzzer(document: dict, max_examples: int) -> schemathesis.BaseSchema:
 
 PUBLIC_DOCUMENT = served_document(PUBLIC)
 PRIVATE_DOCUMENT = served_document(PRIVATE)
-public_api = fuzzer(PUBLIC_DOCUMENT, max_examples=100)
-private_api = fuzzer(PRIVATE_DOCUMENT, max_examples=15)
+public_api = fuzzer(PUBLIC_DOCUMENT, max_examples=250)
+private_api = fuzzer(PRIVATE_DOCUMENT, max_examples=40)
 
 
 def serve(tmp_path_factory, settings: dict[str, str], document: dict):
