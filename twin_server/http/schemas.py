@@ -44,8 +44,8 @@ class FullMatch(validate.Regexp):
         return value
 
 
-#: A character that is not whitespace, spelt out: ``\\S`` means fewer characters to JSON Schema's (ECMA-262)
-#: regular expressions than to Python's ``str.isspace()``, which decides here (U+001C-U+001F, U+0085).
+#: A character that is not whitespace by Python's ``str.isspace()``, spelt out: ``\S`` differs between
+#: Python and JSON Schema's (ECMA-262) regular expressions (U+001C-U+001F, U+0085, U+FEFF).
 NOT_SPACE = r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
