@@ -20,6 +20,7 @@ from twin_server.errors import ConfigurationError, PersonaError, StartupError
 from twin_server.http import auth, cors, inflight, page, proxy, sse, streaming
 from twin_server.http import headers as security_headers
 from twin_server.http import openai as openai_api
+from twin_server.http import openapi
 from twin_server.http.problems import Renderers
 from twin_server.http.routes import bp
 from twin_server.plugin_manager import call_register_hook, get_plugin_manager
@@ -97,6 +98,7 @@ def create_app(
     streaming.install(app)
     openai_api.install(app)
     pm.hook.startup(app=app)
+    openapi.install(app)  # last: it documents every route, the plugins' included
     if warm_up:
         _warm_up(app)
     return app

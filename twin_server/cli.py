@@ -1,4 +1,4 @@
-"""The ``twin-server`` command: serve, chat, check, init, sweep, plugins.
+"""The ``twin-server`` command: serve, chat, check, init, eval, sweep, plugins, openapi.
 
 Nothing heavy is imported at module level, so ``twin-server --help`` loads no
 backend SDK.
@@ -217,6 +217,14 @@ def sweep(max_age: float | None) -> None:
     except TwinError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"erased {removed} session(s) untouched for more than {max_age:g} s")
+
+
+@main.command()
+def openapi() -> None:
+    """Print the OpenAPI document of the configured app (what GET /openapi.json serves)."""
+    from twin_server.http.openapi import document_of, dumps
+
+    click.echo(dumps(document_of(_build_app(warm_up=False))), nl=False)
 
 
 @main.command("plugins")

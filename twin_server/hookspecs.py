@@ -95,3 +95,18 @@ def startup(app):
 
     For plugins that add routes, blueprints or request hooks. Returns nothing.
     """
+
+
+@hookspec
+def register_openapi(register):
+    """Called once per app at the end of ``create_app``, after ``startup``, to document plugin routes.
+
+    Call ``register(endpoint, summary, **details)`` for each route this plugin
+    added and wants in ``GET /openapi.json``; ``endpoint`` is the Flask endpoint
+    name (``"my_blueprint.view"``: the path and method come from the URL map).
+    Details (see ``twin_server.http.openapi.operation``): ``body``, ``path``,
+    ``query`` (marshmallow schemas), ``responses`` (status → schema, ``None``,
+    or ``{media_type: schema}``), ``errors`` (statuses), ``security``,
+    ``description``, ``tags``. A route nobody registers stays out of the
+    document. Returns nothing.
+    """

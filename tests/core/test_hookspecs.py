@@ -62,6 +62,10 @@ class EveryHook:
     def startup(self, app):
         self._record("startup", app=app)
 
+    @hookimpl
+    def register_openapi(self, register):
+        self._record("register_openapi", register=register)
+
 
 def test_create_app_calls_every_hook_through_the_plugin_manager():
     every = EveryHook()
