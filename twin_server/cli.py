@@ -78,7 +78,10 @@ def chat(session_id: str | None) -> None:
             for piece in reply:
                 click.echo(piece, nl=False)
             click.echo()
-            if reply.finish(complete=True).history_saved is False:
+            result = reply.finish(complete=True)
+            if result.sources:
+                click.secho("sources: " + "; ".join(source.title for source in result.sources), dim=True)
+            if result.history_saved is False:
                 click.echo("(this turn could not be saved; see the log)", err=True)
         except TwinError as exc:
             if reply is not None:

@@ -22,14 +22,18 @@ def chat() -> Response:
         session_id=result.session_id,
         history_loaded=result.history_loaded,
         history_saved=result.history_saved,
+        sources=[source.to_dict() for source in result.sources],
     )
 
 
 @bp.get("/conversation/<session_id>")
 def get_conversation(session_id: str) -> Response:
     g.session_id = check_session_id(session_id)
+    live = twin().turns.live
+    under_way = live.snapshot(session_id)  # before the read: a turn stored meanwhile is then in it
     messages = twin().backends.storage.load(session_id)
-    return jsonify(session_id=session_id, messages=[m.to_dict() for m in messages])
+    records = [m.to_dict() for m in messages] + live.records(session_id, messages, under_way)
+    return jsonify(session_id=session_id, messages=records)
 
 
 @bp.delete("/conversation/<session_id>")
