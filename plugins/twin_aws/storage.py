@@ -44,6 +44,7 @@ from twin_aws.clients import (
     operation_timeout,
     translated,
 )
+from twin_aws.summaries import S3Summaries
 from twin_server import is_session_id, Message, Settings
 from twin_server.errors import BackendError, BackendUnavailable, ConfigurationError, ValidationError
 
@@ -106,7 +107,7 @@ class Head:
         return replace(self, sealed=sealed, lines=tuple(unsealed)), chunks
 
 
-class S3ConversationStore:
+class S3ConversationStore(S3Summaries):
     """A ConversationStore keeping each session in S3 under ``s3://bucket/prefix/<session_id>/``."""
 
     def __init__(
