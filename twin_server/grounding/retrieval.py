@@ -58,7 +58,8 @@ def terms(text: str) -> list[str]:
 
 #: Question words that also mean other words (what a persona's labels and notes say instead).
 SYNONYMS: dict[str, tuple[str, ...]] = {
-    "live": ("location", "based"), "living": ("location", "based"), "city": ("location", "based"),
+    "live": ("location", "based"), "based": ("location",), "located": ("location",),
+    "name": ("called", "named"), "called": ("name", "named"), "named": ("name", "called"), "living": ("location", "based"), "city": ("location", "based"),
     "country": ("location",), "hometown": ("location", "grew"), "from": ("location",),
     "job": ("role", "work"), "work": ("role", "company"), "employer": ("company",), "career": ("experience", "role"),
     "hobby": ("interests",), "hobbies": ("interests",), "fun": ("interests",), "free": ("interests",),
@@ -95,8 +96,13 @@ def query_groups(message: str) -> list[frozenset[str]]:
         groups.setdefault(root, {root}).update(stem(s) for s in SYNONYMS.get(word, ()))
     for pattern, extra in PHRASES:
         if pattern.search(message):
-            key = "~" + extra[0]
-            groups.setdefault(key, set()).update(stem(w) for w in extra)
+            meant = {stem(w) for w in extra}
+            # The phrase's words join the group of a word of the question they stand beside ("based").
+            into = next((g for root, g in groups.items() if root in meant), None)
+            if into is None:
+                groups["~" + extra[0]] = meant
+            else:
+                into.update(meant)
     return [frozenset(g) for g in groups.values()]
 
 
