@@ -28,7 +28,7 @@ from twin_server.errors import BackendUnavailable, RateLimited
 XSS_REPLY = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
 FIRST_PIECE_DELAY = 0.35
 PIECE_DELAY = 0.06
-SLOW_PAUSE = 4.0
+SLOW_PAUSE = 2.5
 
 
 class SlowLLM:

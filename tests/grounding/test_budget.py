@@ -41,7 +41,7 @@ def knowledge_cost(asked, chosen):
     return sum(kept) + (asked["header"] if kept else 0)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(requests())
 def test_a_plan_never_exceeds_its_budget_and_cuts_in_order(asked):
     budget, fixed, message = asked["budget"], asked["fixed"], asked["message"]

@@ -75,8 +75,8 @@ def test_retrieval_picks_the_note_that_answers_out_of_hundreds(big_persona):
     passages = persona_passages(big_persona)
     assert len(passages.knowledge) > 1000
     index = passages.index
-    ranked = index.rank(query_weights("What's the name of your boat?"), among=[p.order for p in passages.knowledge])
-    assert passages.all[ranked[0][1]].id == "sailing.md#what-is-your-boat-called"
+    best = next(index.rank(query_weights("What's the name of your boat?"), start=passages.knowledge[0].order))
+    assert passages.all[best[1]].id == "sailing.md#what-is-your-boat-called"
     relevant = index.relevant("What's your boat called?")
     assert [passages.all[i].id for i in relevant][:1] == ["sailing.md#what-is-your-boat-called"]
     assert index.relevant("What is your favourite pizza topping?") == []

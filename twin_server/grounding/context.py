@@ -80,6 +80,7 @@ class PersonaView:
         self.heading_tokens = count("\n\n" + self.heading)
         self.knowledge = self.passages.knowledge
         self.positions = tuple(p.order for p in self.knowledge)
+        self.first_knowledge = self.positions[0] if self.positions else len(self.passages.all)
         self.rendered = {p.order: f"### {p.title} [{p.id}]\n{p.text}" for p in self.knowledge}
         self.costs = {i: count("\n\n" + text) for i, text in self.rendered.items()}
         self.core_positions = tuple(p.order for p in self.passages.core)
@@ -152,12 +153,18 @@ class Grounder:
         budget = self.settings.context_tokens
         share = self.settings.knowledge_share
         started = time.perf_counter()
-        room = budget - view.core_tokens - message_cost
-        ranked: Sequence[int] = view.positions
-        if view.whole_tokens > int(max(room, 0) * share):
+        room = max(budget - view.core_tokens - message_cost, 0)
+        ranked: list[int] = list(view.positions)
+        if view.whole_tokens > int(room * share):
+            # Best first, as far as the room could possibly hold (the plan keeps a prefix of this).
             recent = [m.content for m in reversed(history[-2:])]
-            weights = query_weights(message, recent)
-            ranked = [i for _, i in view.passages.index.rank(weights, among=view.positions)]
+            index = view.passages.index
+            ranked, spent = [], view.heading_tokens
+            for _, i in index.rank(query_weights(message, recent, idf=index.idf), start=view.first_knowledge):
+                ranked.append(i)
+                spent += view.costs[i]
+                if spent > room:
+                    break
         retrieval = time.perf_counter() - started
         costs = [view.costs[i] for i in ranked]
         target = budget

@@ -120,7 +120,7 @@ class PersonaPassages:
     def __init__(self, persona: Persona) -> None:
         self.persona = persona
         built: list[Passage] = []
-        self._add_facts(persona, built)
+        self._add_facts(persona, built)  # the core passages come first: retrieval ranks what follows them
         self._add_text(SUMMARY_FILE, SUMMARY_FILE, _paragraphs(persona.summary), built)
         for name in sorted(persona.notes):
             self._add_note(f"{name}{NOTE_SUFFIX}", persona.notes[name], built)

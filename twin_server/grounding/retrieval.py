@@ -8,10 +8,12 @@ without stopwords, lightly stemmed ("languages"/"language", "based"/"base").
 
 from __future__ import annotations
 
+import functools
+import heapq
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from twin_server.grounding.passages import Passage
 
@@ -34,7 +36,10 @@ FOLLOW_UP = re.compile(r"^\W*(tell me more|more|go on|and\??|what else|anything 
                        r"|elaborate|why|how so|really)\b", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def stem(word: str) -> str:
+    """A light stemmer: languages/language, based/base, living/lives/live all meet (cached: a persona
+    and its questions use the same few thousand words)."""
     if len(word) <= 3 or not word.isalpha():
         return word
     for suffix, replacement in _SUFFIXES:
@@ -106,19 +111,24 @@ def query_groups(message: str) -> list[frozenset[str]]:
     return [frozenset(g) for g in groups.values()]
 
 
-def query_weights(message: str, recent: Sequence[str] = (), recent_weight: float = 0.4) -> dict[str, float]:
-    """Term weights of a question: its own words at 1 (synonyms at 0.8), the recent turns' (newest first) at less."""
+def query_weights(message: str, recent: Sequence[str] = (), recent_weight: float = 0.4,
+                  idf: Callable[[str], float] | None = None, recent_terms: int = 6) -> dict[str, float]:
+    """Term weights of a question: its own words at 1 (synonyms at 0.8), then the rarest few words of
+    the recent turns (newest first, ``recent_terms`` at most, by ``idf``) at ``recent_weight`` and less."""
     weights: dict[str, float] = {}
     for group in query_groups(message):
         for term in group:
             weights[term] = max(weights.get(term, 0.0), 0.8)
     for term in terms(message):
         weights[term] = 1.0
-    weight = recent_weight
+    weight, extra = recent_weight, {}
     for text in recent:
         for term in terms(text):
-            weights.setdefault(term, weight)
+            if term not in weights and term not in extra:
+                extra[term] = weight
         weight /= 2
+    rarest = sorted(extra, key=lambda t: -(idf(t) if idf else 0.0))[:recent_terms]
+    weights.update((t, extra[t]) for t in rarest if not idf or idf(t) > 0)
     return weights
 
 
@@ -127,6 +137,10 @@ class PassageIndex:
 
     K1 = 1.4
     B = 0.6
+    #: Below this idf (a word in more than about 80% of the passages) a word only counts alone.
+    COMMON_IDF = 0.2
+    #: How many of the best passages ``rank`` sorts first.
+    FIRST = 48
 
     def __init__(self, passages: Sequence[Passage]) -> None:
         self.passages = tuple(passages)
@@ -138,11 +152,20 @@ class PassageIndex:
             df.update(count.keys())
         n = len(self.passages)
         self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
-        self._postings: dict[str, list[tuple[int, float]]] = {}
+        # Per term: the passages holding it and their BM25 contribution (idf × saturated tf), so a
+        # query costs its terms' postings only.
+        postings: dict[str, tuple[list[int], list[float]]] = {}
         for i, (count, length) in enumerate(zip(counts, lengths)):
             for term, f in count.items():
                 norm = f * (self.K1 + 1) / (f + self.K1 * (1 - self.B + self.B * length / average))
-                self._postings.setdefault(term, []).append((i, norm))
+                ids, values = postings.setdefault(term, ([], []))
+                ids.append(i)
+                values.append(self._idf[term] * norm)
+        self._postings = postings
+        self._contrib: list[dict[str, float]] = [{} for _ in self.passages]
+        for term, (ids, values) in postings.items():
+            for i, value in zip(ids, values):
+                self._contrib[i][term] = value
 
     def idf(self, term: str) -> float:
         return self._idf.get(term, 0.0)
@@ -150,19 +173,34 @@ class PassageIndex:
     def scores(self, weights: Mapping[str, float]) -> dict[int, float]:
         """Passage position → BM25 score, for the passages that match at least one term."""
         out: dict[int, float] = {}
+        get = out.get
         for term, weight in weights.items():
-            idf = self._idf.get(term)
-            if idf is None:
+            posting = self._postings.get(term)
+            if posting is None:
                 continue
-            for i, norm in self._postings[term]:
-                out[i] = out.get(i, 0.0) + weight * idf * norm
+            for i, value in zip(*posting):
+                out[i] = get(i, 0.0) + weight * value
         return out
 
-    def rank(self, weights: Mapping[str, float], among: Iterable[int] | None = None) -> list[tuple[float, int]]:
-        """(score, position) of every passage (or of ``among``), best first; ties keep the persona's order."""
-        scores = self.scores(weights)
-        positions = range(len(self.passages)) if among is None else among
-        return sorted(((scores.get(i, 0.0), i) for i in positions), key=lambda pair: (-pair[0], pair[1]))
+    def rank(self, weights: Mapping[str, float], start: int = 0) -> Iterator[tuple[float, int]]:
+        """(score, position) of the passages from ``start`` on, best first, lazily: the matching ones by
+        score, then the rest in the persona's order (ties keep it too).
+
+        A word found in nearly every passage (idf below ``COMMON_IDF``) adds almost nothing to any
+        score but costs a walk over the whole index, so it only counts when the question has no
+        rarer word. A caller that takes the first few pays for those only (a partial sort).
+        """
+        rare = {t: w for t, w in weights.items() if self._idf.get(t, 0.0) >= self.COMMON_IDF}
+        scores = self.scores(rare or weights)
+        items = [(v, i) for i, v in scores.items() if i >= start]
+        key = lambda pair: (-pair[0], pair[1])  # noqa: E731
+        head = heapq.nsmallest(self.FIRST, items, key=key)
+        yield from head
+        if len(items) > len(head):
+            yield from sorted(items, key=key)[len(head):]
+        for i in range(start, len(self.passages)):
+            if i not in scores:
+                yield 0.0, i
 
     def relevant(self, message: str, among: Iterable[int] | None = None, *, limit: int = 5,
                  relative: float = 0.5, coverage: float = 0.5) -> list[int]:
@@ -182,8 +220,10 @@ class PassageIndex:
         for group in groups:
             for term in group:
                 weights[term] = 1.0
-        allowed = None if among is None else set(among)
-        scores = [(s, i) for i, s in self.scores(weights).items() if allowed is None or i in allowed]
+        if among is None:
+            scores = [(s, i) for i, s in self.scores(weights).items()]
+        else:  # a few passages (those a prompt holds): score each rather than walk the postings
+            scores = [(s, i) for i in set(among) if (s := self.score_of(i, weights)) > 0]
         scores.sort(key=lambda pair: (-pair[0], pair[1]))
         best = scores[0][0] if scores else 0.0
         out: list[int] = []
@@ -195,6 +235,10 @@ class PassageIndex:
             if matched / total >= coverage:
                 out.append(i)
         return out
+
+    def score_of(self, position: int, weights: Mapping[str, float]) -> float:
+        contrib = self._contrib[position]
+        return sum(w * contrib[t] for t, w in weights.items() if t in contrib)
 
     def _unknown_idf(self) -> float:
         n = len(self.passages)
