@@ -68,3 +68,16 @@ def test_bad_budget_settings_stop_the_start(scripted_app):
     with pytest.raises(StartupError) as failed:
         scripted_app(CONTEXT_TOKENS=10, KNOWLEDGE_SHARE=2, SUMMARY_EVERY=-1)
     assert "TWIN_CONTEXT_TOKENS must be at least 256" in str(failed.value)
+
+
+def test_check_reports_the_core_against_the_budget(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from twin_server.cli import main
+
+    monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 0 and "its core takes ~" in result.output and "of 8000 tokens" in result.output
+    monkeypatch.setenv("TWIN_CONTEXT_TOKENS", "300")
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 1 and "TWIN_CONTEXT_TOKENS=300" in result.output
