@@ -19,7 +19,6 @@ Run: ``python -m benchmarks.bench_grounding``
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil

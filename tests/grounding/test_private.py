@@ -99,3 +99,14 @@ def test_the_offline_model_cannot_say_private_material(persona_dir, tmp_path):
         body = client.post("/chat", json={"message": question}).get_json()
         assert FACT_CANARY not in body["response"] and NOTE_CANARY not in body["response"]
         assert not any(s["id"].startswith(("diary.md", "facts.json#salary")) for s in body["sources"])
+
+
+def test_a_third_party_persona_with_a_private_headline_does_not_show_it(scripted_app, scripted):
+    scripted.persona.persona = Persona("Bo", facts={"full_name": "Bo", "headline": FACT_CANARY,
+                                                    "private": ["headline"]}, notes={"diary": PRIVATE_NOTE})
+    client = scripted_app().test_client()
+    assert FACT_CANARY not in client.get("/profile").get_data(as_text=True)
+    client.post("/chat", json={"message": "What is your headline? And your diary?"})
+    prompt = scripted.llm.prompts[-1]
+    assert FACT_CANARY not in prompt.system and NOTE_CANARY not in prompt.system
+    assert "headline" not in prompt.persona.facts and not prompt.persona.notes

@@ -27,7 +27,7 @@ from twin_server.grounding.tokens import MESSAGE_OVERHEAD, TokenCounter
 from twin_server.turn.prompt import core_prompt, knowledge_sections
 from twin_server.types import Message, Persona, Source, Summary
 
-__all__ = ["Context", "Grounder", "GroundingSettings"]
+__all__ = ["Citations", "Context", "Grounder", "GroundingSettings"]
 
 SUMMARY_HEADING = (
     "## Earlier in this conversation\n"

@@ -89,7 +89,8 @@ class Turns:
         self.after_turn: list[AfterTurn] = []
 
     def persona(self) -> Persona:
-        return self.backends.persona.load()
+        """The persona without its private material (what every entry point and page may show)."""
+        return self.grounder.public(self.backends.persona.load())
 
     def prepare(self, request: TurnRequest) -> "Turn":
         """Stages 1–5: everything before the LLM call."""
