@@ -18,16 +18,22 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/twin-server serve
 
-# The browser tests drive Debian's Chromium (Playwright never downloads a browser).
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser); the
+# multi-machine tests share their rate limits through Debian's redis-server.
 CHROMIUM := /usr/bin/chromium
+REDIS_SERVER := /usr/bin/redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(REDIS_SERVER)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq chromium
+
+$(REDIS_SERVER):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq --no-install-recommends redis-server
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -14,7 +14,8 @@ Environment (command-line options override all of these):
 ``TWIN_LLM_TIMEOUT``          the LLM deadline (default 60 s); the worker timeout is that + 30 s
                               and a graceful stop waits that + 5 s, so no reply is cut short
 ``TWIN_FORWARDED_ALLOW_IPS``  proxies whose X-Forwarded-Proto gunicorn believes (default 127.0.0.1);
-                              the client IP behind a proxy is ``TWIN_TRUSTED_PROXIES`` (ProxyFix)
+                              the client IP behind a proxy is ``TWIN_TRUSTED_PROXIES`` (the app's
+                              ``proxy`` module; X-Forwarded-Host only with ``TWIN_TRUSTED_FORWARDED_HOST``)
 
 It also sets, unless they are already set: ``TWIN_LOG_FORMAT=json`` (one JSON
 object per line, gunicorn's own lines included), ``PROMETHEUS_MULTIPROC_DIR``
@@ -22,7 +23,8 @@ object per line, gunicorn's own lines included), ``PROMETHEUS_MULTIPROC_DIR``
 ``TWIN_RATE_LIMIT_STORAGE`` (a memory-mapped counter file, ``shm://``, so rate
 limits, session caps and the daily budget are shared by the workers). The fresh directory is removed
 when gunicorn exits; set ``TWIN_RATE_LIMIT_STORAGE`` to a lasting path to keep
-the daily budget across restarts.
+the daily budget across restarts. (Without this file the app still shares its
+counters between gunicorn's workers, in a table of its own: ``limits_storage``.)
 """
 
 import atexit

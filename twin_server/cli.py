@@ -1,4 +1,4 @@
-"""The ``twin-server`` command: serve, chat, check, sweep, plugins.
+"""The ``twin-server`` command: serve, chat, check, init, sweep, plugins.
 
 Nothing heavy is imported at module level, so ``twin-server --help`` loads no
 backend SDK.
@@ -126,6 +126,78 @@ def check() -> None:
     if failures:
         sys.exit(1)
     click.echo("all checks passed")
+
+
+@main.command("eval")
+@click.argument("cases_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--min-score", type=click.FloatRange(0, 1), default=None, help="Exit 1 when the score is below this.")
+@click.option("--judge", is_flag=True, help="Also ask the configured LLM whether each reply is faithful to the persona.")
+def evaluate(cases_file: str, output_format: str, min_score: float | None, judge: bool) -> None:
+    """Run CASES_FILE (JSON Lines) through the same turn as POST /chat and score the replies."""
+    import json
+
+    from twin_server import evaluation
+    from twin_server.app_state import EXTENSION_KEY
+    from twin_server.turn.turn import TurnRequest
+    from twin_server.types import Message, Prompt
+
+    try:
+        cases = evaluation.load_cases(cases_file)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    state = _build_app().extensions[EXTENSION_KEY]
+    turns = state.turns
+
+    def ask(session_id: str, text: str) -> str:
+        return turns.run(TurnRequest(session_id, text)).response
+
+    def judge_reply(question: str, response: str) -> str | None:
+        persona = turns.persona()
+        system = f"{turns.system_prompts.get(persona)}\n\n{evaluation.JUDGE_INSTRUCTIONS}"
+        asked = Message("user", f"Visitor's question: {question}\n\nTwin's reply: {response}")
+        return evaluation.verdict_of(state.backends.llm.complete(Prompt(system, (asked,), persona)))
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            filled = 30 * done // total
+            click.echo(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", nl=done == total, err=True)
+
+    report = evaluation.run_cases(
+        cases,
+        ask,
+        unanswered_recorded=getattr(turns, "unanswered_recorded", None),
+        judge=judge_reply if judge else None,
+        finished=state.backends.storage.delete,  # an eval leaves no conversation (and no owner event) behind
+        progress=progress,
+    )
+    click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False) if output_format == "json" else report.to_table())
+    if min_score is not None and report.score < min_score:
+        click.echo(f"score {report.score:.3f} is below --min-score {min_score:g}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+def init() -> None:
+    """Create what the selected backends need (a DynamoDB table, an S3 bucket); does nothing when all exists."""
+    from twin_server.errors import TwinError
+    from twin_server.app_state import EXTENSION_KEY
+
+    backends = _build_app().extensions[EXTENSION_KEY].backends
+    done = []
+    for kind, name in backends.names().items():
+        provision = getattr(getattr(backends, kind).backend, "provision", None)
+        if provision is None:
+            continue
+        try:
+            lines = provision()
+        except TwinError as exc:
+            raise click.ClickException(f"{kind} backend {name!r}: {exc}") from exc
+        for line in lines:
+            click.echo(f"{kind} {name}: {line}")
+        done += lines
+    if not done:
+        click.echo("nothing to do: everything the selected backends need exists")
 
 
 @main.command()

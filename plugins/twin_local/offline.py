@@ -1,151 +1,52 @@
 """The offline language model: answers in the person's voice from their persona alone.
 
 No network, no model weights, no randomness. The persona is cut into
-first-person passages once (see ``twin_local.passages``); each new user
-message is matched against them with BM25 plus a small intent map ("where do
-you live" → location, "what do you do" → role, ...), and the reply is the best
-one to three passages. When nothing matches well enough it says so honestly
-instead of guessing. ``prompt.system`` is never read, so no system message can
-change who it is or what it says.
+first-person passages once (``twin_local.passages``) and indexed
+(``twin_local.index``). Each new user message is first read for what it is
+doing (``twin_local.dialogue``): small talk, "are you a bot?", an attempt to
+change who the twin is, a task it is not here for (arithmetic, a poem). A
+question is matched with BM25, a small intent, synonym and paraphrase map,
+and the kind of answer it wants (a number, a year, a price); a short
+follow-up ("where is that?", "and before that?") borrows the previous
+turn's subject. The reply is the best one to three passages, but only when
+one of them covers the question; otherwise it says honestly that the
+persona doesn't cover it. ``prompt.system`` is never read, so no system
+message can change who it is or what it says.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from twin_local.passages import Passage, build_passages, follow_on, lower_first, query_groups, query_terms
+from twin_local import dialogue
+from twin_local.analysis import normalise, query_groups, query_terms
+from twin_local.index import PersonaIndex
+from twin_local.passages import Passage, follow_on, lower_first
 from twin_server.errors import ConfigurationError
 from twin_server import Message, Persona, Prompt, Settings, persona_passages
+
+__all__ = ["OfflineLLM", "PersonaIndex", "NOT_COVERED", "is_not_covered"]
 
 NOT_COVERED = (
     "I haven't written anything about that, so I'd rather not guess. "
     "Ask me about my work, projects or background."
 )
 NOTHING_MORE = "That's everything I've written about that. Ask me about my work, projects or background."
+OFF_TOPIC = (
+    "That's outside what I can help with here: I'm only here to talk about my work, projects and background. "
+    "Ask me anything about those!"
+)
 THANKS = "You're welcome! Is there anything else you'd like to know about my work, projects or background?"
 GOODBYE = "Thanks for stopping by, and good luck with whatever you're working on!"
-
-#: Intent patterns (on the lower-cased message) and how much they boost passages by tag.
-_INTENTS: tuple[tuple[re.Pattern[str], Mapping[str, float]], ...] = tuple(
-    (re.compile(pattern), boosts)
-    for pattern, boosts in (
-        (r"\bwho (are|r) (you|u)\b|\bintroduce yourself\b|\bwho is this\b|\bwho am i (talking|speaking|chatting)\b",
-         {"name": 6.0, "role": 4.0}),
-        (r"\byour (full |real )?name\b|\bcall you\b|\bwhat are you called\b", {"name": 6.0}),
-        (r"\bwhere\b.*\b(live|living|based|located|from|stay)\b|\bwhere are you\b|\b(your )?location\b"
-         r"|\bhome ?town\b|\bwhich (city|country)\b|\bwhat (city|country)\b", {"location": 6.0}),
-        (r"\bwhat do you do\b|\byour (current )?(job|role|position|title|occupation|profession|employer|company)\b"
-         r"|\bwhere do you work\b|\bwho do you work for\b|\bfor a living\b|\bwhat do you work on\b",
-         {"role": 6.0}),
-        (r"\bskill|\bgood at\b|\bexpertise\b|\bstrengths?\b|\b(tech )?stack\b|\btechnolog|\bwhat tools\b"
-         r"|\blanguages? do you (use|code|program|write|know)\b|\bcan you (code|program)\b", {"skills": 6.0}),
-        (r"\b(story|background|bio|biography|journey)\b|\babout (yourself|you)\b"
-         r"|\bhow did you (start|get into|get started|become)\b", {"summary": 6.0}),
-        (r"\b(experience|career|previous (job|role|work)s?|past (job|role|work)s?|worked (at|for|before)"
-         r"|employment|work history|cv|resume|résumé)\b", {"experience": 6.0}),
-        (r"\b(projects?|portfolio|open[ -]source|what have you (built|made|created))\b", {"projects": 5.0}),
-        (r"\b(study|studied|degree|universit|college|school|education|qualification|graduat)", {"education": 6.0}),
-        (r"\b(hobby|hobbies|interests?|interested in|free time|spare time|for fun|weekends?|outside (of )?work"
-         r"|passions?)\b", {"interests": 6.0}),
-        (r"\bdo you speak\b|\blanguages? (do )?you speak\b|\bspeak any\b|\bwhat languages\b|\bspoken languages?\b",
-         {"languages": 6.0}),
-        (r"\b(contact|e-?mail|reach you|get in touch|website|your site|linkedin)\b", {"contact": 6.0}),
-    )
-)
-#: Personal questions that stay unanswered unless the facts have one of these keys.
-_PRIVATE: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = tuple(
-    (re.compile(pattern), keys)
-    for pattern, keys in (
-        (r"\bhow old\b|\byour age\b|\bwhen were you born\b|\byour birthday\b", ("age", "birthday", "date_of_birth")),
-        (r"\bare you (married|single|dating)\b|\bdo you have (a )?(kids|children|girlfriend|boyfriend|husband|wife)\b",
-         ("family", "relationship", "children")),
-        (r"\bsalary\b|\bhow much do you (earn|make)\b", ("salary",)),
-        (r"\bwho do you vote\b|\bpolitic|\breligio", ("politics", "religion")),
-    )
-)
-_ARE_YOU_AI = re.compile(
-    r"\bare you (an? |the )?(real|human|person|ai|bot|chatbot|machine|program|language model|llm|twin|digital twin)\b"
-    r"|\b(talking|chatting|speaking) (to|with) (an? )?(real person|human|ai|bot|machine)\b"
-)
-_GREETING = re.compile(
-    r"^(hi|hello|hey|hiya|howdy|greetings|good (morning|afternoon|evening|day)|hola|ola|olá)\b"
-    r"(\s*(there|everyone|all|you))?[\s!.,:;-]*"
-)
-_HOW_ARE_YOU = re.compile(r"^how are you( doing)?( today)?[\s?!.]*$")
-_THANKS = re.compile(r"^(thanks|thank you|thx|cheers|many thanks)\b")
-_GOODBYE = re.compile(r"^(bye|goodbye|good bye|see you|see ya|farewell)\b")
-_MORE = re.compile(
-    r"^(tell me more|more|go on|and\??|what else|anything else|continue|keep going|say more|elaborate)\b"
-)
+NICE_TO_MEET = "Nice to meet you too! What would you like to know about my work, projects or background?"
+_ENTITY = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][A-Za-z0-9]+")
 
 
-def _normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", text.replace("’", "'").lower()).strip()
-
-
-class PersonaIndex:
-    """BM25 over a persona's passages, built once per persona."""
-
-    K1 = 1.4
-    B = 0.6
-    HEADING_BOOST = 3.0
-    NOTE_TOPIC_SHARE = 0.6
-
-    def __init__(self, persona: Persona) -> None:
-        self.persona = persona
-        self.passages: list[Passage] = build_passages(persona)
-        self._tf = [Counter(p.terms) for p in self.passages]
-        self._len = [max(len(p.terms), 1) for p in self.passages]
-        self._avg = sum(self._len) / len(self._len) if self._len else 1.0
-        df: Counter[str] = Counter()
-        for tf in self._tf:
-            df.update(tf.keys())
-        n = len(self.passages)
-        self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
-        self.unknown_idf = math.log(1 + (n + 0.5) / 0.5)
-        # An inverted index of BM25's term-frequency part, so a question costs its terms' postings, not every passage.
-        self._postings: dict[str, list[tuple[int, float]]] = {}
-        for i, (tf, length) in enumerate(zip(self._tf, self._len)):
-            for term, f in tf.items():
-                norm = f * (self.K1 + 1) / (f + self.K1 * (1 - self.B + self.B * length / self._avg))
-                self._postings.setdefault(term, []).append((i, norm))
-        self.name_terms = frozenset(query_terms(persona.full_name))
-
-    def idf(self, term: str) -> float:
-        return self._idf.get(term, self.unknown_idf)
-
-    def rank(self, terms: Mapping[str, float], boosts: Mapping[str, float]) -> list[tuple[float, Passage]]:
-        """(score, passage) best first; ties keep the persona's order."""
-        own = {t for t, w in terms.items() if w >= 1}
-        scores = [0.0] * len(self.passages)
-        for term, weight in terms.items():
-            for i, norm in self._postings.get(term, ()):
-                scores[i] += weight * self._idf[term] * norm
-        for i, passage in enumerate(self.passages):
-            if boosts:
-                scores[i] += max((self._boost(tag, boosts) for tag in passage.tags), default=0.0)
-            if passage.heading and own:
-                # The question is (mostly) the heading above this paragraph, e.g. an FAQ entry.
-                matched = len(own & passage.heading) / len(own)
-                scores[i] += self.HEADING_BOOST * matched if matched >= 0.5 else 0.0
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        return [(scores[i], self.passages[i]) for i in order]
-
-    @classmethod
-    def _boost(cls, tag: str, boosts: Mapping[str, float]) -> float:
-        if tag.startswith("~"):
-            return cls.NOTE_TOPIC_SHARE * boosts.get(tag[1:], 0.0)
-        return boosts.get(tag, 0.0)
-
-    def coverage(self, groups: Mapping[str, frozenset[str]]) -> float:
-        """How much of the query (by idf weight) the persona mentions at all, itself or by a synonym, 0..1."""
-        total = sum(self.idf(t) for t in groups)
-        known = sum(self.idf(t) for t, synonyms in groups.items() if t in self._idf or synonyms & self._idf.keys())
-        return known / total if total else 0.0
+def is_not_covered(reply: str) -> bool:
+    """The reply is the honest "not covered" answer: the question is one the owner may want to add."""
+    return NOT_COVERED in reply
 
 
 class OfflineLLM:
@@ -153,12 +54,17 @@ class OfflineLLM:
 
     #: A passage must score at least this to be worth saying.
     THRESHOLD = 1.5
-    #: ...and the query's terms must be this much covered by the persona, unless an intent matched.
+    #: ...and cover this much of the question (by idf weight), unless an intent says what it is about;
+    #: half of it for a follow-up, whose subject the previous turn gave.
     MIN_COVERAGE = 0.5
+    #: How many of the best-ranked passages are considered at all.
+    CANDIDATES = 8
     #: Passages after the best are added while they score at least this fraction of it.
     RELATIVE = 0.55
     #: Stop adding passages once the reply is this long.
     MAX_CHARS = 1200
+    #: How much of the previous turns' subject a follow-up borrows, most recent first.
+    CARRY = (0.7, 0.45, 0.3)
 
     def __init__(self, max_passages: int = 3) -> None:
         if not 1 <= max_passages <= 5:
@@ -195,83 +101,167 @@ class OfflineLLM:
         # Word-sized pieces, each with the whitespace after it, so they join back to exactly ``text``.
         yield from re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
 
-    # --- composing the reply ------------------------------------------------
-
     def index(self, persona: Persona) -> PersonaIndex:
         index = self._index
         if index is None or index.persona is not persona:
             index = self._index = PersonaIndex(persona)
         return index
 
+    # --- reading the message ------------------------------------------------
+
     def reply(self, persona: Persona, messages: Sequence[Message]) -> str:
         index = self.index(persona)
         users = [m for m in messages if m.role == "user"]
         if not users or not users[-1].content.strip():
             return self._greeting(persona)
-        text = _normalise(users[-1].content)
-        greeting = _GREETING.match(text)
+        text = normalise(users[-1].content)
+        first = _first_name(persona)
+        if dialogue.is_injection(text):
+            return (f"I only ever answer as myself, {persona.full_name}, from what I've written, so I won't take on "
+                    "another role or share how I'm set up. Ask me about my work, projects or background.")
+        greeting = dialogue.GREETING.match(text)
         rest = text[greeting.end():] if greeting else text
-        rest = re.sub(rf"^{re.escape(_normalise(persona.full_name))}\b|^{re.escape(_first_name(persona))}\b", "", rest)
-        rest = rest.strip(" !.,:;-")
-        if greeting and (not rest or _HOW_ARE_YOU.match(rest)):
-            return self._greeting(persona, how_are_you=bool(rest))
-        if not greeting and _HOW_ARE_YOU.match(rest):
-            return self._greeting(persona, how_are_you=True)
-        if _THANKS.match(rest) and len(rest.split()) <= 6:
-            return THANKS
-        if _GOODBYE.match(rest) and len(rest.split()) <= 6:
-            return GOODBYE
-        if _ARE_YOU_AI.search(rest):
-            first = _first_name(persona).capitalize()
+        rest = re.sub(rf"^{re.escape(normalise(persona.full_name))}\b|^{re.escape(first)}\b", "", rest)
+        rest = dialogue.strip_interjections(rest.strip(" !.,:;-"))
+        small = self._small_talk(persona, rest, bool(greeting))
+        if small is not None:
+            return small
+        if dialogue.asks_if_ai(rest, first):
             return (
                 f"I'm a digital twin of {persona.full_name}: an automated stand-in that answers only from what "
-                f"{first} has written, so I won't guess beyond that. Ask me about my work, projects or background."
+                f"{first.capitalize()} has written, so I won't guess beyond that. "
+                "Ask me about my work, projects or background."
             )
-        said: set[str] = set()
-        if _MORE.match(rest) and len(query_terms(rest)) <= 1:
-            # A follow-up: answer the last real question again, leaving out what was already said.
-            earlier = next((t for t in map(_normalise, (m.content for m in reversed(users[:-1])))
-                            if not _MORE.match(t) and query_terms(t)), None)
-            if earlier is not None:
-                rest = earlier
-                said = {p.text for m in messages if m.role == "assistant"
-                        for p in index.passages if p.text in m.content or follow_on(p.text, p.text) in m.content}
-        answer = self._answer(index, rest, said)
-        if answer is None:
-            answer = NOTHING_MORE if said else NOT_COVERED
+        if dialogue.is_task(rest):
+            return OFF_TOPIC
+        answer = self._answer(index, rest, messages)
         return f"Hi! {answer}" if greeting else answer
 
-    def _answer(self, index: PersonaIndex, text: str, said: set[str]) -> str | None:
-        for pattern, keys in _PRIVATE:
+    def _small_talk(self, persona: Persona, rest: str, greeted: bool) -> str | None:
+        if greeted and (not rest or dialogue.HOW_ARE_YOU.match(rest)):
+            return self._greeting(persona, how_are_you=bool(rest))
+        if dialogue.HOW_ARE_YOU.match(rest):
+            return self._greeting(persona, how_are_you=True)
+        short = len(rest.split()) <= 6
+        if dialogue.NICE_TO_MEET.match(rest) and short:
+            return NICE_TO_MEET
+        if dialogue.THANKS.match(rest) and short:
+            return THANKS
+        if dialogue.GOODBYE.match(rest) and short:
+            return GOODBYE
+        return None
+
+    def _answer(self, index: PersonaIndex, text: str, messages: Sequence[Message]) -> str:
+        users = [m for m in messages if m.role == "user"]
+        said: set[str] = set()
+        if dialogue.MORE.match(text) and len(query_terms(text)) <= 1:
+            # "Tell me more": answer the last real question again, leaving out what was already said.
+            earlier = next((t for t in map(normalise, (m.content for m in reversed(users[:-1])))
+                            if not dialogue.MORE.match(t) and query_terms(t)), None)
+            if earlier is not None:
+                said = {p.text for m in messages if m.role == "assistant"
+                        for p in index.passages if p.text in m.content or follow_on(p.text, p.text) in m.content}
+                return self._compose(index, earlier, (), said) or NOTHING_MORE
+        for pattern, keys in dialogue.PRIVATE:
             if pattern.search(text) and not any(k in index.persona.facts for k in keys):
-                return None
-        boosts: dict[str, float] = {}
-        for pattern, intent in _INTENTS:
-            if pattern.search(text):
-                for tag, boost in intent.items():
-                    boosts[tag] = max(boosts.get(tag, 0.0), boost)
+                return NOT_COVERED
+        strong = {t for t in query_groups(text, weak=False) if t not in index.name_terms}
+        earlier = list(messages[:-1]) if dialogue.looks_like_follow_up(text, len(strong)) else []
+        answer = self._compose(index, text, earlier, said)
+        if answer is not None:
+            return answer
+        if (strong and not earlier and not dialogue.leans_on_context(text)
+                and not dialogue.is_personal(text, index.name_terms | index.names)):
+            return OFF_TOPIC  # general knowledge ("what's the capital of France?"): not a gap in the persona
+        return NOT_COVERED
+
+    # --- composing the reply ------------------------------------------------
+
+    def _compose(self, index: PersonaIndex, text: str, earlier: Sequence[Message], said: set[str]) -> str | None:
+        boosts = _boosts(text, 1.0)
         terms = {t: w for t, w in query_terms(text, expand=True).items() if t not in index.name_terms}
-        groups = {t: s for t, s in query_groups(text).items() if t not in index.name_terms}
-        if not boosts and index.coverage(groups) < self.MIN_COVERAGE:
+        groups = {t: s for t, s in query_groups(text, weak=False).items() if t not in index.name_terms}
+        kinds = dialogue.answer_kinds_wanted(text)
+        subject = self._subject(index, earlier, boosts, terms) if earlier else False
+        step = dialogue.relation(text)
+        if step:
+            after = self._relative(index, text, step, earlier)
+            if after is not None:
+                return after.text
+        if not subject and not boosts and not index.mentions(groups):
             return None
-        ranked = [(s, p) for s, p in index.rank(terms, boosts) if p.text not in said]
-        if not ranked or ranked[0][0] < self.THRESHOLD:
+        if subject and kinds:
+            # A follow-up asking for something specific: what the last reply said without it is no answer.
+            last = next((m.content for m in reversed(earlier) if m.role == "assistant"), "")
+            said = said | {p.text for p in index.passages if p.text in last and not kinds & p.kinds}
+        # A follow-up's subject is borrowed at a lower weight, and it needs less of its own words covered.
+        threshold = self.THRESHOLD * (self.CARRY[0] if subject else 1.0)
+        least = self.MIN_COVERAGE * (0.5 if subject else 1.0)
+        # Without a previous turn, "how much does it cost?" has no subject: only its own words count, not synonyms.
+        literal = not subject and dialogue.leans_on_context(text) and not index.names & groups.keys()
+        ranked = [(s, p) for s, p in index.rank(terms, boosts, kinds)[:self.CANDIDATES]
+                  if p.text not in said and s >= threshold]
+        # Only passages that answer the question: one an intent points at, or one covering enough of its words.
+        ranked = [(s, p) for s, p in ranked
+                  if index.boost(p, boosts) or not groups or index.coverage(p, groups, literal) >= least]
+        if not ranked:
             return None
-        best = ranked[0][0]
-        chosen = [ranked[0]]
-        length = len(ranked[0][1].text)
+        best_score, best = ranked[0]
+        limit = min(self.max_passages, 2) if kinds or subject else self.max_passages
+        chosen = [best]
+        length = len(best.text)
         for score, passage in ranked[1:]:
-            if len(chosen) >= self.max_passages or score < max(self.THRESHOLD, best * self.RELATIVE):
+            if len(chosen) >= limit or score < max(threshold, best_score * self.RELATIVE):
                 break
             if length + len(passage.text) > self.MAX_CHARS:
                 continue
-            chosen.append((score, passage))
+            chosen.append(passage)
             length += len(passage.text)
-        ordered = sorted((p for _, p in chosen), key=lambda p: p.order)
+        ordered = sorted(chosen, key=lambda p: p.order)
         out = ordered[0].text
         for before, after in zip(ordered, ordered[1:]):
             out += ("\n\n" if before.paragraph or after.paragraph else " ") + follow_on(before.text, after.text)
         return out
+
+    def _subject(self, index: PersonaIndex, earlier: Sequence[Message], boosts: dict[str, float],
+                 terms: dict[str, float]) -> bool:
+        """Add the previous turns' subject to a follow-up's terms and boosts; False when there is none."""
+        users = [normalise(m.content) for m in earlier if m.role == "user"]
+        replies = [m.content for m in earlier if m.role == "assistant"]
+        if not users:
+            return False
+        for share, previous in zip(self.CARRY, reversed(users)):
+            for term, weight in query_terms(previous, expand=True).items():
+                if term not in index.name_terms:
+                    terms[term] = max(terms.get(term, 0.0), weight * share)
+            for tag, boost in _boosts(previous, share * 0.7).items():
+                boosts[tag] = max(boosts.get(tag, 0.0), boost)
+            strong = [t for t in query_groups(previous, weak=False) if t not in index.name_terms]
+            if not dialogue.looks_like_follow_up(previous, len(strong)):
+                break
+        if replies:
+            # The names in the last reply are what "it", "there" and "that" most likely point at.
+            for term in query_terms(" ".join(_ENTITY.findall(replies[-1]))):
+                if term not in index.name_terms:
+                    terms[term] = max(terms.get(term, 0.0), 0.4)
+        return True
+
+    def _relative(self, index: PersonaIndex, text: str, step: int, earlier: Sequence[Message]) -> Passage | None:
+        """The dated fact before or after the one the question names, or the one the last reply gave."""
+        own = {t: w for t, w in query_terms(text).items() if w >= 1 and t not in index.name_terms}
+        reference = None
+        if own:
+            scored = [(sum(1 for t in own if t in p.terms), -p.order, p) for p in index.dated]
+            best = max(scored, key=lambda s: s[:2], default=None)
+            reference = best[2] if best and best[0] > 0 else None
+        if reference is None:
+            replies = [m.content for m in earlier if m.role == "assistant"]
+            said = index.dated_in(replies[-1:])
+            reference = (said[0] if step < 0 else said[-1]) if said else None
+        users = [m.content for m in earlier if m.role == "user"]
+        if reference is None and users:
+            return self._relative(index, users[-1], step, ())  # the dated fact the last question was about
+        return index.neighbour(reference, step) if reference is not None else None
 
     def _greeting(self, persona: Persona, how_are_you: bool = False) -> str:
         opener = "Hi! I'm doing well, thanks for asking." if how_are_you else "Hi!"
@@ -282,6 +272,14 @@ class OfflineLLM:
         return f"{opener} {who}. What would you like to know about my work, projects or background?"
 
 
-def _first_name(persona: Persona) -> str:
-    return _normalise(persona.full_name).split(" ", 1)[0]
+def _boosts(text: str, share: float) -> dict[str, float]:
+    boosts: dict[str, float] = {}
+    for pattern, intent in dialogue.INTENTS:
+        if pattern.search(text):
+            for tag, boost in intent.items():
+                boosts[tag] = max(boosts.get(tag, 0.0), boost * share)
+    return boosts
 
+
+def _first_name(persona: Persona) -> str:
+    return normalise(persona.full_name).split(" ", 1)[0]

@@ -1,9 +1,11 @@
-"""A persona cut into first-person passages, and the text analysis the offline model ranks them with.
+"""A persona cut into first-person passages for the offline model.
 
 Facts become templated sentences ("I'm based in Lisbon."), the summary,
 notes and LinkedIn text become paragraphs. Each passage carries tags
-("location", "skills", ...) that the offline model's intent map boosts, and
-its terms: lower-cased words without stopwords, lightly stemmed.
+("location", "skills", ...) that the offline model's intent map boosts, its
+terms (``twin_local.analysis``: stems without stopwords), the kinds of
+specific answer it holds (a year, a price, a size: ``answer_kinds``) and,
+for a dated fact, its first year.
 """
 
 from __future__ import annotations
@@ -13,94 +15,63 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from twin_local.analysis import (
+    PROGRAMMING_LANGUAGES, STOPWORDS, normalise, query_groups, query_terms, stem, terms, tokens,
+)
 from twin_server import Persona
 
-STOPWORDS = frozenset(
-    """
-    a about above after again all also am an and any anything are as at be been being but by can could did do does
-    doing done don else ever for from get got had has have having he her here hers him his how i if in into is it its
-    just kind know let like lot many may me might mine more most much must my myself no not now of ok okay on one
-    only or other our out over own please really s say she should so some something sort such t tell than that the
-    their them then there these they thing things think this those to too us very want was we well were what when
-    where which who whom whose why will with would yes you your yours yourself hi hello hey thanks thank
-    """.split()
+__all__ = ["Passage", "build_passages", "follow_on", "lower_first", "answer_kinds",
+           "STOPWORDS", "normalise", "query_groups", "query_terms", "stem", "terms", "tokens"]
+
+_NUMBER_WORDS = frozenset(
+    "one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty hundred hundreds "
+    "thousand thousands million millions dozen dozens couple few several half".split()
 )
-
-#: Query words that also mean other words (expanded at half weight).
-_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "live": ("based",),
-    "city": ("based",),
-    "job": ("work", "role"),
-    "career": ("work", "role"),
-    "hobby": ("interests",),
-    "hobbies": ("interests",),
-    "code": ("software", "programming"),
-    "coding": ("software", "programming"),
-    "program": ("software", "code"),
-    "study": ("degree",),
-    "studied": ("degree",),
-    "ocean": ("sea", "marine"),
-    "sea": ("marine", "ocean"),
-    "robot": ("robotics",),
-    "robots": ("robotics",),
-    "team": ("lead",),
-    "email": ("contact", "reach"),
-    "hire": ("consulting", "advisory"),
-    "grow": ("grew",),
-    "childhood": ("grew",),
-    "freelance": ("consulting", "advisory"),
-}
-
-_TOKEN = re.compile(r"[a-z0-9]+(?:\+\+|#)?")
-_SUFFIXES = (("ies", "y"), ("ing", ""), ("ed", ""), ("ly", ""), ("s", ""))
+_CURRENCY = frozenset("euro euros eur dollar dollars usd pound pounds gbp quid".split())
+_TIME_UNITS = frozenset("second seconds minute minutes hour hours day days week weeks month months year years "
+                        "decade decades".split())
+_UNITS = _TIME_UNITS | frozenset(
+    "m cm mm km metre metres meter meters centimetre centimetres kilometre kilometres kg g tonne tonnes hz khz "
+    "mhz ghz knot knots mph kph feet ft foot inch inches mile miles litre litres w kw watt watts v volt volts "
+    "percent".split()
+)
+_YEAR = re.compile(r"^(19|20)\d\d$")
 
 
-def stem(word: str) -> str:
-    """A light stemmer: languages/language, based/base, living/lives/live all meet."""
-    if len(word) <= 3 or not word.isalpha():
-        return word
-    for suffix, replacement in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            if suffix == "s" and word.endswith(("ss", "us", "is")):
-                break
-            word = word[: -len(suffix)] + replacement
-            if suffix in ("ing", "ed") and len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
-                word = word[:-1]
-            break
-    if len(word) > 3 and word.endswith("e"):
-        word = word[:-1]
-    return word
+def answer_kinds(text: str, places: frozenset[str] = frozenset()) -> tuple[frozenset[str], frozenset[str]]:
+    """(kinds, near): which kinds of specific answer ``text`` holds, and the stems of the sentences holding them.
 
-
-def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text.replace("’", "'").lower())
-
-
-def terms(text: str) -> list[str]:
-    """The text's stemmed content words, in order, repeats kept."""
-    return [stem(t) for t in tokens(text) if t not in STOPWORDS and (len(t) > 1 or t.isdigit())]
-
-
-def query_groups(text: str) -> dict[str, frozenset[str]]:
-    """Each content word's stem, with the stems of its synonyms."""
-    out: dict[str, frozenset[str]] = {}
-    for token in tokens(text):
-        if token in STOPWORDS or (len(token) < 2 and not token.isdigit()):
-            continue
-        root = stem(token)
-        out[root] = out.get(root, frozenset()) | {stem(s) for s in _SYNONYMS.get(token, ())}
-    return out
-
-
-def query_terms(text: str, expand: bool = False) -> dict[str, float]:
-    """A query's terms with their weights: 1 for its own words, 0.5 for synonyms when ``expand``."""
-    groups = query_groups(text)
-    out = dict.fromkeys(groups, 1.0)
-    if expand:
-        for synonyms in groups.values():
-            for synonym in sorted(synonyms):
-                out.setdefault(synonym, 0.5)
-    return out
+    Kinds: "year", "quantity" (a number, in digits or words), "money" (a number with a currency),
+    "measure" (a number with a unit), "duration" (a time span), "place" (one of ``places``, the
+    person's location words) and "code" (a programming language).
+    """
+    kinds: set[str] = set()
+    near: set[str] = set()
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        words = tokens(sentence)
+        found: set[str] = set()
+        for i, word in enumerate(words):
+            after = words[i + 1:i + 3]
+            if _YEAR.match(word):
+                found |= {"year", "duration"}
+            elif word.isdigit() or word in _NUMBER_WORDS:
+                found.add("quantity")
+                if any(w in _CURRENCY for w in after) or re.search(rf"[€$£]\s?{re.escape(word)}\b", sentence):
+                    found.add("money")
+                if any(w in _UNITS for w in after):
+                    found.add("measure")
+                if any(w in _TIME_UNITS for w in after):
+                    found.add("duration")
+            elif word in _TIME_UNITS and i and words[i - 1] in ("for", "of", "within", "in"):
+                found.add("duration")
+            elif word in PROGRAMMING_LANGUAGES:
+                found.add("code")
+            if places and stem(word) in places:
+                found.add("place")
+        if found:
+            kinds |= found
+            near.update(stem(w) for w in words if w not in STOPWORDS)
+    return frozenset(kinds), frozenset(near)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +82,9 @@ class Passage:
     order: int
     paragraph: bool = False
     heading: frozenset[str] = frozenset()  # terms of the note heading above it, e.g. an FAQ question
+    kinds: frozenset[str] = frozenset()  # the kinds of specific answer it holds (see ``answer_kinds``)
+    near_numbers: frozenset[str] = frozenset()  # the stems of the words around its numbers
+    year: int | None = None  # the first year it names, for "before that" on a dated fact
 
 
 #: How a project's passage begins; when several projects follow each other the later ones say "Another is".
@@ -321,6 +295,7 @@ def build_passages(persona: Persona) -> list[Passage]:
             raw.append((para, {"note", f"note:{name}", f"~{name}"}, f"{name} {heading}", True))
     for para in _chunks(persona.linkedin):
         raw.append((para, {"linkedin"}, "", True))
+    places = frozenset(terms(_str(persona.facts.get("location"))))
     passages: list[Passage] = []
     seen: set[str] = set()
     for text, tags, context, paragraph in raw:
@@ -330,5 +305,8 @@ def build_passages(persona: Persona) -> list[Passage]:
         labels = tuple(stem(tag) for tag in sorted(tags) if tag not in _UNSPOKEN_TAGS and tag.isalpha())
         words = tuple(terms(f"{context} {text}" if context else text)) + labels
         heading = frozenset(terms(context.split(" ", 1)[1] if context else ""))
-        passages.append(Passage(text, frozenset(tags), words, len(passages), paragraph, heading))
+        kinds, near = answer_kinds(text, places)
+        year = re.search(r"\b(?:19|20)\d\d\b", text)
+        passages.append(Passage(text, frozenset(tags), words, len(passages), paragraph, heading, kinds, near,
+                                int(year.group()) if year and not paragraph else None))
     return passages

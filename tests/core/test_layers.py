@@ -17,7 +17,7 @@ ROUTE_MODULES = ("twin_server.http.routes", "twin_server.http.streaming", "twin_
                  "twin_server.http.page")
 #: Each layer may import only itself and the layers after it in this list.
 LAYERS = (
-    ("twin_server.cli", "twin_server.app"),
+    ("twin_server.cli", "twin_server.app", "twin_server.evaluation"),
     ("twin_server.http", "twin_server.app_state", "twin_server.quotas", "twin_server.telemetry.wiring"),
     ("twin_server.turn", "twin_server.grounding"),
     ("twin_server.backends", "twin_server.plugin_manager"),
@@ -98,3 +98,14 @@ def test_importing_the_public_api_loads_no_flask_and_no_sdk():
 def test_every_public_name_is_importable():
     for name in twin_server.__all__:
         assert hasattr(twin_server, name), name
+
+
+def test_every_package_is_in_the_distribution():
+    """A wheel holds only the packages setup.cfg lists: a new sub-package must be listed there."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    found = {module_name(init) for init in CORE.rglob("__init__.py")}
+    assert found - listed == set()

@@ -209,3 +209,32 @@ def test_an_unreachable_counter_storage_refuses_chats(scripted_app, scripted, tm
     assert refused.status_code == 503 and refused.mimetype == PROBLEM
     assert scripted.llm.calls == 0
     assert client.get("/health").status_code == 200
+
+
+def chat_from(client, address):
+    return client.post("/chat", json={"message": "hi"}, environ_base={"REMOTE_ADDR": address}).status_code
+
+
+def test_ipv6_clients_share_one_allowance_per_64(scripted_app):
+    """One visitor with a /64 has 2**64 addresses: they count as one client, IPv4 addresses one each."""
+    client = scripted_app(RATE_LIMIT="1/minute").test_client()
+    assert chat_from(client, "2001:db8:1:2::1") == 200
+    assert chat_from(client, "2001:db8:1:2:ffff:ffff:ffff:fffe") == 429  # the same /64
+    assert chat_from(client, "2001:DB8:1:2:0:0:0:2") == 429  # however it is written
+    assert chat_from(client, "2001:db8:1:3::1") == 200  # the next /64
+    assert chat_from(client, "203.0.113.1") == 200
+    assert chat_from(client, "203.0.113.2") == 200  # IPv4: the exact address
+    assert chat_from(client, "::ffff:203.0.113.1") == 429  # an IPv4 client of a dual-stack socket is its IPv4 address
+    assert chat_from(client, "::ffff:203.0.113.3") == 200  # ... not one /64 with every other IPv4 client
+
+
+def test_the_ipv6_prefix_is_a_setting(scripted_app):
+    client = scripted_app(RATE_LIMIT="1/minute", RATE_LIMIT_IPV6_PREFIX=128).test_client()
+    assert chat_from(client, "2001:db8:1:2::1") == 200
+    assert chat_from(client, "2001:db8:1:2::2") == 200
+    wide = scripted_app(RATE_LIMIT="1/minute", RATE_LIMIT_IPV6_PREFIX=48).test_client()
+    assert chat_from(wide, "2001:db8:1:2::1") == 200
+    assert chat_from(wide, "2001:db8:1:ffff::1") == 429
+    for bad in (0, 129, "wide"):
+        with pytest.raises(StartupError, match="TWIN_RATE_LIMIT_IPV6_PREFIX"):
+            scripted_app(RATE_LIMIT_IPV6_PREFIX=bad)

@@ -3,17 +3,19 @@
 What every counter storage must do is tested once for all of them in test_limits.py; here, what only this one does.
 """
 
+import hashlib
+import itertools
+import logging
 import multiprocessing
 import os
 import threading
 
 import pytest
-from limits.errors import StorageError
 
 from twin_server.quotas import shm_storage as limits_shm
-from twin_server.quotas.shm_storage import PROBES, SharedMemoryStorage, TableFull
+from twin_server.quotas.shm_storage import PROBES, SharedMemoryStorage
 
-PROBLEM = "application/problem+json"
+HEADER_AND_SLOTS = 64 + 64 * 32 - 8  # an old-format file of 64 slots, after its magic
 
 
 def make(tmp_path, clock=None, slots=None, name="limits.shm", **options):
@@ -32,7 +34,7 @@ def test_many_keys_stay_apart(tmp_path):
 
 def test_keys_sharing_a_home_slot_are_told_apart_by_their_whole_hash(tmp_path, monkeypatch):
     # Every key lands in slot 7: the table must still keep one counter per key.
-    monkeypatch.setattr(limits_shm, "_digest", lambda key: (7, 1 + sum(map(ord, key)) * 131 + len(key)))
+    monkeypatch.setattr(limits_shm, "_digest", lambda secret, key: (7, 1 + sum(map(ord, key)) * 131 + len(key)))
     storage = make(tmp_path, [0.0], slots=PROBES)
     keys = [f"k{n}" for n in range(10)]
     for n, key in enumerate(keys):
@@ -43,36 +45,73 @@ def test_keys_sharing_a_home_slot_are_told_apart_by_their_whole_hash(tmp_path, m
     assert storage.incr("k4", 60) == 6
 
 
-def test_a_full_table_refuses_new_keys_and_reuses_ended_windows(tmp_path, monkeypatch):
-    monkeypatch.setattr(limits_shm, "_digest", lambda key: (0, int(key)))  # all in slot 0
+def test_a_full_table_counts_new_keys_in_the_process_and_reclaims_ended_windows(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(limits_shm, "_digest", lambda secret, key: (0, int(key)))  # all in slot 0
     clock = [0.0]
     storage = make(tmp_path, clock, slots=2 * PROBES)
     for n in range(1, PROBES + 1):
         storage.incr(str(n), 10)
-    with pytest.raises(TableFull):
-        storage.incr("999", 10)
-    assert storage.incr("5", 10) == 2  # known keys still count
+    with caplog.at_level(logging.WARNING, logger="twin_server.quotas.shm_storage"):
+        assert [storage.incr("999", 20) for _ in range(3)] == [1, 2, 3]  # counted beside the table, not refused
+    (warning,) = caplog.records
+    assert "no free slot" in warning.getMessage() and "this process alone" in warning.getMessage()
+    assert storage.get("999") == 3 and storage.get_expiry("999") == 20.0
+    assert storage.incr("5", 10) == 2  # known keys still count in the table, none pushed out
     assert [storage.get(str(n)) for n in range(1, PROBES + 1)] == [1, 1, 1, 1, 2] + [1] * (PROBES - 5)
-    clock[0] = 10.0  # every window has ended: their slots are free again
-    assert storage.incr("999", 20) == 1 and storage.get("5") == 0
-    assert storage.incr("5", 20) == 1 and storage.get("999") == 1
+    assert make(tmp_path, clock).get("999") == 0  # another process does not see it: the price of a full table
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="twin_server.quotas.shm_storage"):
+        assert storage.incr("998", 20) == 1
+    assert caplog.records == []  # at most one warning a minute
+    clock[0] = 10.0  # every window in the table has ended: new keys reclaim their slots while probing
+    assert storage.incr("997", 20) == 1 and make(tmp_path, clock).get("997") == 1
+    assert storage.incr("999", 20) == 4  # a counted-beside key stays beside until its window ends
+    clock[0] = 20.0
+    assert storage.incr("999", 20) == 1 and make(tmp_path, clock).get("999") == 1  # then it moves into the table
+    storage.clear("998")
+    assert storage.get("998") == 0
 
 
-def test_a_full_table_is_a_storage_error_and_chats_get_503(tmp_path, monkeypatch, scripted_app, scripted):
-    client = scripted_app(RATE_LIMIT_STORAGE=f"shm:///{tmp_path}/limits.shm?slots={PROBES}").test_client()
-    assert client.post("/chat", json={"message": "hi"}).status_code == 200
+def test_a_key_counted_beside_the_table_is_read_where_it_is_counted(tmp_path, monkeypatch):
+    """Another worker may find room for the key in the table meanwhile: this one's checks still see its own count."""
+    monkeypatch.setattr(limits_shm, "_digest", lambda secret, key: (0, int(key)))
+    clock = [0.0]
+    mine, other = make(tmp_path, clock, slots=2 * PROBES), make(tmp_path, clock)
+    for n in range(1, PROBES + 1):
+        mine.incr(str(n), 10)
+    assert [mine.incr("999", 10) for _ in range(3)] == [1, 2, 3]
+    other.clear("5")  # a slot frees up, and the other worker counts the key there
+    assert other.incr("999", 10) == 1
+    assert mine.get("999") == 3 and mine.incr("999", 10) == 4  # a cap read with get() sees what incr counted
 
-    def full(*args, **kwargs):
-        raise TableFull("no free slot")
 
-    monkeypatch.setattr(SharedMemoryStorage, "_find", full)
-    refused = client.post("/chat", json={"message": "hi"})
-    assert refused.status_code == 503 and refused.mimetype == PROBLEM
-    assert scripted.llm.calls == 1
-    assert client.get("/health").status_code == 200
-    storage = SharedMemoryStorage(f"shm:///{tmp_path}/limits.shm", wrap_exceptions=True)
-    with pytest.raises(StorageError):
-        storage.incr("x", 1)
+def test_a_full_table_does_not_refuse_chats(tmp_path, scripted_app, scripted, caplog):
+    """Every slot of a table holds a live counter (here 64 of 64): chats are still served, and a WARNING says why."""
+    uri = f"shm:///{tmp_path}/limits.shm?slots={PROBES}"
+    client = scripted_app(RATE_LIMIT="6/minute", SESSION_MAX_MESSAGES=3, DAILY_LLM_BUDGET=4, RATE_LIMIT_STORAGE=uri).test_client()
+    filler = SharedMemoryStorage(uri)
+    for n in range(PROBES):
+        filler.incr(f"filler-{n}", 3600)
+    assert sum(1 for n in range(PROBES) if filler.get(f"filler-{n}")) == PROBES  # full: every slot a live counter
+
+    def chat(session_id):
+        return client.post("/chat", json={"message": "hi", "session_id": session_id}).status_code
+
+    with caplog.at_level(logging.WARNING, logger="twin_server.quotas.shm_storage"):
+        statuses = [chat("visitor-0001") for _ in range(4)] + [chat("visitor-0002") for _ in range(3)]
+    # The limits still hold in this process: 3 messages a session, 4 calls a day, 6 chats a minute.
+    assert statuses == [200, 200, 200, 429, 200, 503, 429]
+    assert scripted.llm.calls == 4
+    assert any("no free slot" in record.getMessage() for record in caplog.records)
+    assert sum(1 for n in range(PROBES) if filler.get(f"filler-{n}")) == PROBES  # no other counter was pushed out
+
+
+def test_every_table_has_its_own_secret_shared_by_whoever_opens_it(tmp_path):
+    first, again, other = make(tmp_path), make(tmp_path), make(tmp_path, name="other.shm")
+    assert len(first.secret) == 32 and first.secret == again.secret != other.secret
+    assert (tmp_path / "sub" / "limits.shm").read_bytes()[16:48] == first.secret
+    first.incr("k", 60)
+    assert again.get("k") == 1 and other.get("k") == 0
 
 
 def test_table_size_and_file_checks(tmp_path):
@@ -85,6 +124,9 @@ def test_table_size_and_file_checks(tmp_path):
     (tmp_path / "sub" / "other").write_bytes(b"not a table")
     with pytest.raises(ValueError, match="not a twin-server"):
         make(tmp_path, name="other")
+    (tmp_path / "sub" / "old").write_bytes(b"twinshm1" + bytes(HEADER_AND_SLOTS))
+    with pytest.raises(ValueError, match="older twin-server; remove it"):
+        make(tmp_path, name="old")
 
 
 def test_threads_count_exactly(tmp_path):
@@ -162,3 +204,65 @@ def test_caps_and_limits_share_a_shm_storage_between_apps(scripted_app, tmp_path
     assert chat(two, "visitor-0001").status_code == 200
     assert chat(one, "visitor-0001").status_code == 429  # session cap, across apps
     assert chat(two, "visitor-0002").status_code == 429  # 3 per minute, across apps
+
+
+def _unkeyed_home(key, slots):
+    """The slot the unkeyed layout (a plain BLAKE2b of the key) gave ``key``: what an attacker can compute."""
+    high = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=16).digest()[:8], "little")
+    return high & (slots - 1)
+
+
+def test_session_ids_planned_against_the_unkeyed_layout_do_not_touch_a_victim(tmp_path, scripted_app):
+    """The attack of issue 18: 64 computed session ids fill the probe window of a victim address's counter."""
+    slots, victim = 1024, "203.0.113.9"
+    client = scripted_app(
+        RATE_LIMIT="100/minute", SESSION_MAX_MESSAGES=5, RATE_LIMIT_STORAGE=f"shm:///{tmp_path}/limits.shm?slots={slots}",
+    ).test_client()
+    target = _unkeyed_home(f"LIMITER/chat/{victim}/100/1/minute", slots)
+    candidates = (f"attack-{n:08d}" for n in itertools.count())
+    window = {(target + n) % slots for n in range(PROBES)}
+    # The attacker's own address keeps its counters out of the window, so the 64 sessions fill all of it.
+    attacker = next(address for address in (f"198.51.100.{n}" for n in range(256))
+                    if _unkeyed_home(f"LIMITER/chat/{address}/100/1/minute", slots) not in window)
+    planned = list(itertools.islice((s for s in candidates if _unkeyed_home(f"twin/session/{s}/messages", slots) == target), PROBES))
+
+    def chat(session_id, address):
+        body = {"message": "hi", **({"session_id": session_id} if session_id else {})}
+        return client.post("/chat", json=body, environ_base={"REMOTE_ADDR": address})
+
+    assert [chat(session_id, attacker).status_code for session_id in planned] == [200] * PROBES
+    assert chat(None, victim).status_code == 200
+    table = SharedMemoryStorage(f"shm:///{tmp_path}/limits.shm")
+    assert table.get(f"LIMITER/chat/{victim}/100/1/minute") == 1  # counted in the shared table, not beside it
+
+
+def test_keys_planned_against_the_unkeyed_layout_spread_over_a_keyed_table(tmp_path):
+    """The table's own defence, without the session-id hashing of the app: 64 raw keys aimed at a victim's window."""
+    slots, victim = 1024, "LIMITER/chat/203.0.113.9/100/1/minute"
+    target = _unkeyed_home(victim, slots)
+    candidates = (f"aimed-{n}" for n in itertools.count())
+    planned = list(itertools.islice((key for key in candidates if _unkeyed_home(key, slots) == target), PROBES))
+    storage = make(tmp_path, [0.0], slots=slots)
+    for key in planned:
+        storage.incr(key, 3600)
+    assert storage.incr(victim, 60) == 1
+    assert make(tmp_path, [0.0]).get(victim) == 1  # in the shared table, not counted beside it by this process
+    assert storage._spill == {}
+
+
+def test_session_counter_keys_are_hashed_with_the_tables_secret(tmp_path):
+    """A visitor's session id never reaches the table as text, and where its counters land depends on the secret."""
+    from twin_server.quotas.policy import SessionAllowance
+
+    class Recording(SharedMemoryStorage):
+        def incr_many(self, entries, amount=1):
+            self.keys.extend(key for key, _ in entries)
+            return super().incr_many(entries, amount)
+
+    seen = {}
+    for name in ("one.shm", "two.shm"):
+        storage = Recording(f"shm:///{tmp_path}/{name}")
+        storage.keys = seen[name] = []
+        SessionAllowance(storage, max_messages=5, max_chars=100)("visitor-0001", "hello")
+    assert len(seen["one.shm"]) == 2 and not any("visitor-0001" in key for keys in seen.values() for key in keys)
+    assert set(seen["one.shm"]).isdisjoint(seen["two.shm"])  # two tables, two secrets, two sets of keys

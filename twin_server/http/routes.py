@@ -54,6 +54,8 @@ def ready() -> Response:
     try:
         persona = state.turns.persona()
         state.backends.storage.load(READINESS_PROBE_SESSION, 1)
+        for probe in state.readiness_probes:
+            probe()
     except Exception as exc:
         not_ready = NotReady("not ready")
         not_ready.operation = getattr(exc, "operation", None)

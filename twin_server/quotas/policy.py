@@ -3,16 +3,17 @@
 Settings (all checked at startup; every cap is unlimited unless set):
 
 ``TWIN_RATE_LIMIT``           Flask-Limiter's syntax, ``;``-separated (default ``30/minute;500/day``;
-                              ``off`` disables). One allowance per client IP, shared by every
+                              ``off`` disables). One allowance per client, shared by every
                               chat endpoint (``POST`` to ``CHAT_PATHS``); other routes are free.
-``TWIN_RATE_LIMIT_STORAGE``   where all the counters live (default ``memory://``: one process).
+                              A client is its IPv4 address, or its IPv6 address's network:
+``TWIN_RATE_LIMIT_IPV6_PREFIX`` its prefix length (default 64: one visitor's home or server
+                              usually has a whole /64, 2**64 addresses to rotate through).
+``TWIN_RATE_LIMIT_STORAGE``   where all the counters live (default ``memory://``: one process;
+                              under gunicorn a table its workers share, see ``limits_storage``).
                               ``shm:////path/file`` (a memory-mapped table, ``limits_shm``; what
                               ``gunicorn.conf.py`` defaults to, in its run directory) or
                               ``sqlite:////path/file`` share them between the workers of one
                               machine, ``redis://host:6379`` between machines.
-``TWIN_TRUSTED_PROXIES``      how many reverse proxies sit in front: ``X-Forwarded-For``/``-Proto``/
-                              ``-Host`` are believed that many hops deep (Werkzeug's ProxyFix).
-                              Default 0: the peer address is the client.
 ``TWIN_SESSION_MAX_MESSAGES`` messages a visitor may send in one session (429 after).
 ``TWIN_SESSION_MAX_CHARS``    characters a visitor may send in one session, all messages together (429).
 ``TWIN_DAILY_LLM_BUDGET``     LLM calls (chat turns) per UTC day for the whole server (503 after,
@@ -20,6 +21,12 @@ Settings (all checked at startup; every cap is unlimited unless set):
                               can be refused *before* it is made; tokens are known only after.
 ``TWIN_SESSION_TTL``          seconds a session lives (also how long its cap counters are kept;
                               30 days when unset).
+
+The client address is the peer's, or what ``X-Forwarded-For`` says behind
+``TWIN_TRUSTED_PROXIES`` proxies (``proxy``). Session ids, which visitors
+choose, never become counter keys as they are: each is hashed with the
+storage's secret (the shm table's; none elsewhere), so its counters cannot be
+aimed at a chosen place of the table.
 
 The limits run on the ``limits`` library (Flask-Limiter's engine: its syntax,
 its storages, fixed windows) from one ``before_request`` hook; Flask-Limiter
@@ -34,6 +41,10 @@ are refused (503) rather than served unmetered.
 from __future__ import annotations
 
 import datetime
+import functools
+import hashlib
+import ipaddress
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,22 +53,24 @@ from typing import Any
 import limits as limits_lib
 from flask import Flask, request
 from limits.errors import StorageError
-from limits.storage import Storage, storage_from_string
-from werkzeug.middleware.proxy_fix import ProxyFix
+from limits.storage import Storage
 
-from twin_server.quotas import shm_storage as limits_shm
-from twin_server.quotas import sqlite_storage as limits_sqlite  # noqa: F401  (register the shm:// and sqlite:// storage schemes)
+from twin_server.quotas import storage as limits_storage
 from twin_server import config as settings
 from twin_server.errors import BackendUnavailable, ConfigurationError, LimitExceeded
 from twin_server.app_state import EXTENSION_KEY
 
-__all__ = ["BudgetExhausted", "CHAT_PATHS", "RateLimit", "SessionAllowance", "check", "install"]
+__all__ = ["BudgetExhausted", "CHAT_PATHS", "RateLimit", "SessionAllowance", "check", "client_key", "install", "ping"]
 
-DEFAULTS: dict[str, Any] = {"RATE_LIMIT": "30/minute;500/day", "RATE_LIMIT_STORAGE": "memory://"}
+log = logging.getLogger("twin_server.limits")
+
+DEFAULTS: dict[str, Any] = {"RATE_LIMIT": "30/minute;500/day", "RATE_LIMIT_IPV6_PREFIX": 64}
 #: The routes that spend LLM money; limited by path so routes added by other modules are covered.
 CHAT_PATHS = frozenset({"/chat", "/chat/stream", "/v1/chat/completions"})
 DEFAULT_COUNTER_TTL = 30 * 24 * 3600
 OFF = {"off", "none", "false", "no", ""}
+#: ``app.extensions`` key of the counter storage, when the limits use one.
+STORAGE_KEY = "twin_server.limits"
 
 
 class BudgetExhausted(LimitExceeded):
@@ -85,21 +98,34 @@ def _rate_limits(config: Mapping[str, Any]) -> list[limits_lib.RateLimitItem]:
         raise ConfigurationError(f"TWIN_RATE_LIMIT must be like '30/minute;500/day' (or 'off'), not {value!r}") from None
 
 
-def _storage(config: Mapping[str, Any]) -> Storage:
-    uri = str(_get(config, "RATE_LIMIT_STORAGE"))
+def _ipv6_prefix(config: Mapping[str, Any]) -> int:
+    prefix = settings.get_int(config, "RATE_LIMIT_IPV6_PREFIX", DEFAULTS["RATE_LIMIT_IPV6_PREFIX"], minimum=1)
+    if prefix > 128:
+        raise ConfigurationError(f"TWIN_RATE_LIMIT_IPV6_PREFIX must be a prefix length of 1 to 128, not {prefix}")
+    return prefix
+
+
+def _caps(config: Mapping[str, Any]) -> dict[str, int | None]:
+    return {
+        "max_messages": _optional_int(config, "SESSION_MAX_MESSAGES"),
+        "max_chars": _optional_int(config, "SESSION_MAX_CHARS"),
+        "daily_budget": _optional_int(config, "DAILY_LLM_BUDGET"),
+    }
+
+
+def _counters_needed(config: Mapping[str, Any]) -> bool:
     try:
-        return storage_from_string(uri, wrap_exceptions=True)
-    except (limits_lib.errors.ConfigurationError, ValueError, OSError) as exc:
-        hint = " (install twin-server[redis])" if "prerequisite" in str(exc) and uri.startswith(("redis", "valkey")) else ""
-        raise ConfigurationError(f"TWIN_RATE_LIMIT_STORAGE {uri!r} cannot be used: {exc}{hint}") from None
+        return bool(_rate_limits(config)) or any(value is not None for value in _caps(config).values())
+    except ConfigurationError:
+        return True  # reported by its own reader
 
 
 def check(config: Mapping[str, Any]) -> list[str]:
     """Every problem in the limit settings, for ``create_app``'s StartupError."""
     readers: list[Callable[[], object]] = [
         lambda: _rate_limits(config),
-        lambda: _storage(config),
-        lambda: settings.get_int(config, "TRUSTED_PROXIES", 0, minimum=0),
+        lambda: _ipv6_prefix(config),
+        lambda: limits_storage.open_storage(config, counters_needed=_counters_needed(config)),
         *(lambda key=key: _optional_int(config, key)
           for key in ("SESSION_MAX_MESSAGES", "SESSION_MAX_CHARS", "DAILY_LLM_BUDGET", "SESSION_TTL")),
     ]
@@ -116,17 +142,38 @@ def _unreachable() -> BackendUnavailable:
     return BackendUnavailable("the rate-limit storage did not answer")
 
 
+def client_key(address: str | None, ipv6_prefix: int = 64) -> str:
+    """Whom a request's address counts for: an IPv4 address, an IPv6 network, or ``unknown``."""
+    if not address or len(address) > 64:  # no socket address (a Unix socket), or too long to be one
+        return "unknown"
+    return _client_key(address, ipv6_prefix)
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_key(address: str, ipv6_prefix: int) -> str:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "unknown"  # a proxy's garbage: one allowance for all of it
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:  # an IPv4 client of a dual-stack socket
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip.packed, ipv6_prefix), strict=False))
+
+
 class RateLimit:
-    """Fixed-window allowances per client address on the chat endpoints.
+    """Fixed-window allowances per client (``client_key``) on the chat endpoints.
 
     Every window of a chat is counted at once (under one lock on the shm
     storage, in one statement on the SQLite one: both have ``incr_many``); the chat is refused when any count
     passes its window's amount, as the ``limits`` fixed-window strategy does.
     """
 
-    def __init__(self, items: Sequence[limits_lib.RateLimitItem], storage: Storage) -> None:
+    def __init__(self, items: Sequence[limits_lib.RateLimitItem], storage: Storage, ipv6_prefix: int = 64) -> None:
         self.items = list(items)
         self.storage = storage
+        self.ipv6_prefix = ipv6_prefix
         self.expiries = [item.get_expiry() for item in self.items]
 
     def _count(self, keys: list[str]) -> list[int]:
@@ -140,7 +187,7 @@ class RateLimit:
         current = request._get_current_object()  # one context lookup, not three
         if current.method != "POST" or current.path not in CHAT_PATHS:
             return
-        client = current.remote_addr or "unknown"
+        client = client_key(current.remote_addr, self.ipv6_prefix)
         keys = [item.key_for("chat", client) for item in self.items]
         try:
             counts = self._count(keys)
@@ -175,6 +222,11 @@ class SessionAllowance:
         self.storage, self.clock = storage, clock
         self.max_messages, self.max_chars, self.daily_budget = max_messages, max_chars, daily_budget
         self.ttl = session_ttl or DEFAULT_COUNTER_TTL
+        self.secret: bytes = getattr(storage, "secret", b"")  # the shm table's; other storages have no slots to aim at
+
+    def _session_key(self, session_id: str) -> str:
+        digest = hashlib.blake2b(session_id.encode(), digest_size=16, key=self.secret, person=b"twin-session").hexdigest()
+        return f"twin/session/{digest}"
 
     def __call__(self, session_id: str, text: str) -> None:
         try:
@@ -183,7 +235,8 @@ class SessionAllowance:
             raise _unreachable() from exc
 
     def _check_and_count(self, session_id: str, text: str) -> None:
-        messages_key, chars_key = f"twin/session/{session_id}/messages", f"twin/session/{session_id}/chars"
+        session = self._session_key(session_id)
+        messages_key, chars_key = f"{session}/messages", f"{session}/chars"
         if self.max_messages is not None and self.storage.get(messages_key) >= self.max_messages:
             raise LimitExceeded(f"This conversation has reached its limit of {self.max_messages} messages; start a new one.")
         if self.max_chars is not None and self.storage.get(chars_key) + len(text) > self.max_chars:
@@ -206,24 +259,33 @@ class SessionAllowance:
             raise exhausted
 
 
+def ping(app: Flask) -> None:
+    """For ``/ready``: BackendUnavailable when the counter storage does not answer (every chat would be a 503)."""
+    storage = app.extensions.get(STORAGE_KEY)
+    if storage is None:
+        return
+    try:
+        healthy = storage.check()
+    except Exception as exc:  # limits' own storages answer False; a third party's may raise
+        raise _unreachable() from exc
+    if not healthy:
+        raise _unreachable()
+
+
 def install(app: Flask) -> None:
     """Put the limits on ``app`` (after ``check`` found no problem)."""
     config, state = app.config, app.extensions[EXTENSION_KEY]
-    proxies = settings.get_int(config, "TRUSTED_PROXIES", 0, minimum=0)
-    if proxies:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     state.errors.register(BudgetExhausted, 503, "Daily budget spent")
-    items = _rate_limits(config)
-    caps = {
-        "max_messages": _optional_int(config, "SESSION_MAX_MESSAGES"),
-        "max_chars": _optional_int(config, "SESSION_MAX_CHARS"),
-        "daily_budget": _optional_int(config, "DAILY_LLM_BUDGET"),
-    }
+    items, caps = _rate_limits(config), _caps(config)
     if not items and all(value is None for value in caps.values()):
         return
-    storage = _storage(config)
+    storage, warning = limits_storage.open_storage(config)
+    if warning:
+        log.warning(warning)
+    app.extensions[STORAGE_KEY] = storage
+    state.readiness_probes.append(lambda: ping(app))  # with the counter storage down every chat is refused
     if items:
-        app.before_request(RateLimit(items, storage).check)
+        app.before_request(RateLimit(items, storage, _ipv6_prefix(config)).check)
     if any(value is not None for value in caps.values()):
         allowance = SessionAllowance(storage, session_ttl=_optional_int(config, "SESSION_TTL"), **caps)
         state.turns.guards.append(allowance)

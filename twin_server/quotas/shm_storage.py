@@ -9,23 +9,30 @@ the ``shm`` scheme::
     shm:///limits.shm                            (relative to the working directory)
     shm:////dev/shm/twin-server-limits?slots=262144
 
-Layout: a 64-byte header (magic, version, slot count), then ``slots`` slots
-of four unsigned 64-bit words: the key's 128-bit BLAKE2b hash (two words;
-``0, 0`` marks a never-used slot), the window's end in microseconds since the
-epoch, and the count. Two keys are told apart by their whole 128-bit hash,
-never by the slot they land in, so two keys are merged only if their hashes
-collide (odds about 2**-128 per pair). A key lives in the first slot of its
-hash's home slot or the ``PROBES - 1`` slots after it (open addressing,
-linear probing); a slot whose window has ended is reused by the next new key
-that passes by it, and is never emptied, so keys further along stay findable.
+Layout: a 64-byte header (magic, slot count, and a 32-byte secret drawn at
+random when the file is made), then ``slots`` slots of four unsigned 64-bit
+words: the key's 128-bit BLAKE2b hash (two words; ``0, 0`` marks a
+never-used slot), the window's end in microseconds since the epoch, and the
+count. The hash is keyed with the table's secret (``blake2b(key=...)``):
+every process of the machine that opens the file uses the same one, and a
+visitor, who chooses session ids and (with IPv6) much of an address, cannot
+compute where a counter lands, so cannot fill the slots around another's.
+Two keys are told apart by their whole 128-bit hash, never by the slot they
+land in (merged only if the hashes collide: odds about 2**-128 per pair). A
+key lives in the first slot of its hash's home slot or the ``PROBES - 1``
+slots after it (open addressing, linear probing); a slot whose window has
+ended is reclaimed by the next new key whose probe passes it, and is never
+emptied, so keys further along stay findable.
 
-The table is fixed-size: when all ``PROBES`` slots a new key may use hold
-live counters, the increment raises ``TableFull`` (a storage error, so the
-chat is refused with 503) rather than forget some other key's count, which
-would hand out allowance. The default 1,048,576 slots (32 MiB, mapped
-lazily) hold several hundred thousand live keys: two per client address per
-day for the rate limit, two per session for the session caps (kept
-``TWIN_SESSION_TTL``), one per day for the budget.
+When all ``PROBES`` slots a new key may use hold live counters, the table
+is full there, which a keyed hash makes a matter of size, not of aim. The
+key is then counted by this process alone (a bounded dictionary beside the
+table) until its window ends, and a WARNING says so (at most once a minute):
+no chat is refused for it and no other key's count is pushed out, but with N
+workers that key may allow up to N times its amount. The default 1,048,576
+slots (32 MiB, mapped lazily) hold several hundred thousand live keys: two
+per client address per day for the rate limit, two per session for the
+session caps (kept ``TWIN_SESSION_TTL``), one per day for the budget.
 
 Every read and read-modify-write holds an exclusive ``flock`` on the file
 (one lock and unlock per call; ``incr_many`` counts every window under one)
@@ -42,6 +49,8 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
+import heapq
+import logging
 import mmap
 import os
 import struct
@@ -56,28 +65,27 @@ from limits.storage import Storage
 
 from twin_server.quotas.sqlite_storage import local_file
 
-__all__ = ["DEFAULT_SLOTS", "PROBES", "SharedMemoryStorage", "TableFull"]
+__all__ = ["DEFAULT_SLOTS", "PROBES", "SharedMemoryStorage"]
 
-MAGIC = b"twinshm1"
-HEADER = 64  # bytes: magic, slot count, room to spare; keeps the slots 8-byte aligned
+log = logging.getLogger(__name__)
+
+MAGIC = b"twinshm2"
+OLD_MAGICS = (b"twinshm1",)  # an unkeyed table: its layout could be aimed at
+HEADER = 64  # bytes: magic, slot count, secret, room to spare; keeps the slots 8-byte aligned
 WORDS = 4  # per slot: hash high, hash low, window end (microseconds since the epoch), count
 SLOT = 8 * WORDS
 DEFAULT_SLOTS = 1 << 20
 #: How many slots, from a key's home slot on, the key may occupy.
 PROBES = 64
-_HEADER = struct.Struct("<8sQ")
+SECRET_BYTES = 32
+_HEADER = struct.Struct(f"<8sQ{SECRET_BYTES}s")
+#: Keys counted by one process beside a full table, at most (the earliest windows to end go first).
+SPILL_LIMIT = 65536
+WARN_EVERY = 60.0  # seconds between two warnings about a full table, per process
 
 
-class ShmStorageError(Exception):
-    """The table could not serve a call."""
-
-
-class TableFull(ShmStorageError):
-    """Every slot a new key could use holds a live counter."""
-
-
-def _digest(key: str) -> tuple[int, int]:
-    high, low = struct.unpack("<QQ", hashlib.blake2b(key.encode(), digest_size=16).digest())
+def _digest(secret: bytes, key: str) -> tuple[int, int]:
+    high, low = struct.unpack("<QQ", hashlib.blake2b(key.encode(), digest_size=16, key=secret).digest())
     if not high and not low:
         low = 1  # 0, 0 marks an empty slot
     return high, low
@@ -113,7 +121,7 @@ class SharedMemoryStorage(Storage):
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._fds = [self._fd]  # every file this object opened (one more per fork), closed with it
         try:
-            self.slots = self._initialise(slots)
+            self.slots, self.secret = self._initialise(slots)
             self._map = mmap.mmap(self._fd, HEADER + self.slots * SLOT, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
             os.close(self._fd)
@@ -121,25 +129,29 @@ class SharedMemoryStorage(Storage):
         self._words = memoryview(self._map)[HEADER:].cast("Q")
         self._mask = self.slots - 1
         self._hashes: dict[str, tuple[int, int]] = {}
+        self._spill: dict[tuple[int, int], list[int]] = {}  # digest: [window end, count], this process only
+        self._warn_after = 0.0
         os.register_at_fork(after_in_child=functools.partial(_reopen_after_fork, weakref.ref(self)))
         weakref.finalize(self, _close, self._words, self._map, self._fds)
 
-    def _initialise(self, slots: int | None) -> int:
-        """Make the file's table if it is new (under the lock: workers start at once); its slot count."""
+    def _initialise(self, slots: int | None) -> tuple[int, bytes]:
+        """Make the file's table if it is new (under the lock: workers start at once); its slot count and secret."""
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             head = os.pread(self._fd, _HEADER.size, 0)
             if not head:
-                count = slots or DEFAULT_SLOTS
+                count, secret = slots or DEFAULT_SLOTS, os.urandom(SECRET_BYTES)
                 os.ftruncate(self._fd, HEADER + count * SLOT)  # a sparse file of zeros: every slot empty
-                os.pwrite(self._fd, _HEADER.pack(MAGIC, count), 0)
-                return count
-            magic, count = _HEADER.unpack(head.ljust(_HEADER.size, b"\0"))
+                os.pwrite(self._fd, _HEADER.pack(MAGIC, count, secret), 0)
+                return count, secret
+            magic, count, secret = _HEADER.unpack(head.ljust(_HEADER.size, b"\0"))
+            if magic in OLD_MAGICS:
+                raise ValueError(f"{self.path} is a counter table of an older twin-server; remove it (its counts are lost)")
             if magic != MAGIC or count < PROBES or count & (count - 1) or os.fstat(self._fd).st_size != HEADER + count * SLOT:
                 raise ValueError(f"{self.path} is not a twin-server shm counter table")
             if slots is not None and slots != count:
                 raise ValueError(f"{self.path} holds {count} slots, not the {slots} asked for; remove it to resize")
-            return count
+            return count, secret
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
@@ -148,21 +160,25 @@ class SharedMemoryStorage(Storage):
         self._thread_lock = threading.Lock()
         self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
         self._fds.append(self._fd)
+        self._spill = {}
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
-        return (OSError, ValueError, ShmStorageError)
+        return (OSError, ValueError)
 
     def _digest(self, key: str) -> tuple[int, int]:
         digest = self._hashes.get(key)
         if digest is None:
             if len(self._hashes) >= 4096:
                 self._hashes.clear()
-            digest = self._hashes[key] = _digest(key)
+            digest = self._hashes[key] = _digest(self.secret, key)
         return digest
 
     def _find(self, high: int, low: int, now: int, insert: bool) -> int:
-        """The first word of ``high, low``'s slot, or -1; with ``insert``, a free or expired slot is claimed for it."""
+        """The first word of ``high, low``'s slot, or -1; with ``insert``, a free or ended slot is claimed for it.
+
+        -1 with ``insert``: every slot the key may use holds a live counter.
+        """
         words, mask = self._words, self._mask
         reusable = -1
         index = high & mask
@@ -178,10 +194,8 @@ class SharedMemoryStorage(Storage):
             if reusable < 0 and words[base + 2] <= now:
                 reusable = base
             index = (index + 1) & mask
-        if not insert:
+        if not insert or reusable < 0:
             return -1
-        if reusable < 0:
-            raise TableFull(f"no free slot for a new counter in {self.path} ({self.slots} slots); make it bigger")
         words[reusable], words[reusable + 1], words[reusable + 2], words[reusable + 3] = high, low, 0, 0
         return reusable
 
@@ -205,12 +219,16 @@ class SharedMemoryStorage(Storage):
             now = self.clock()
             now_us = round(now * 1e6)
             digests = [(self._digest(key), round((now + expiry) * 1e6)) for key, expiry in entries]
-            words, values = self._words, []
+            words, values, beside = self._words, [], False
             self._lock()
             try:
                 for (high, low), ends in digests:
-                    base = self._find(high, low, now_us, insert=True)
-                    if words[base + 2] <= now_us:  # a new key, or its window has ended: a new window
+                    spilled = self._spill.get((high, low)) if self._spill else None
+                    base = -1 if spilled and spilled[0] > now_us else self._find(high, low, now_us, insert=True)
+                    if base < 0:
+                        values.append(self._count_beside((high, low), ends, now_us, amount))
+                        beside = True
+                    elif words[base + 2] <= now_us:  # a new key, or its window has ended: a new window
                         words[base + 2], words[base + 3] = ends, amount
                         values.append(amount)
                     else:
@@ -218,11 +236,33 @@ class SharedMemoryStorage(Storage):
                         values.append(value)
             finally:
                 self._unlock()
-        except (OSError, ValueError, ShmStorageError) as exc:
+        except (OSError, ValueError) as exc:
             if self.wrap_exceptions:
                 raise StorageError(exc) from exc
             raise
+        if beside and now >= self._warn_after:  # logged outside the lock every process waits for
+            self._warn_after = now + WARN_EVERY
+            log.warning(
+                "the shm counter table %s (%d slots) has no free slot near a new counter: %d counter(s) are kept "
+                "by this process alone, so each worker allows their full amount; make the table bigger (?slots=)",
+                self.path, self.slots, len(self._spill),
+            )
         return values
+
+    def _count_beside(self, digest: tuple[int, int], ends: int, now_us: int, amount: int) -> int:
+        """Count a key that found no slot in this process's own dictionary (under the lock); its new value."""
+        spill = self._spill
+        entry = spill.get(digest)
+        if entry is None or entry[0] <= now_us:
+            if digest not in spill and len(spill) >= SPILL_LIMIT:
+                for ended in [key for key, (end, _) in spill.items() if end <= now_us]:
+                    del spill[ended]
+                if len(spill) >= SPILL_LIMIT:  # an eighth at once, so a full dictionary is not searched per key
+                    for early in heapq.nsmallest(SPILL_LIMIT // 8, spill, key=lambda key: spill[key][0]):
+                        del spill[early]
+            entry = spill[digest] = [ends, 0]
+        entry[1] += amount
+        return entry[1]
 
     def incr(self, key: str, expiry: float, amount: int = 1) -> int:
         return self.incr_many([(key, expiry)], amount)[0]
@@ -233,6 +273,9 @@ class SharedMemoryStorage(Storage):
         now_us = round(self.clock() * 1e6)
         self._lock()
         try:
+            spilled = self._spill.get((high, low)) if self._spill else None
+            if spilled and spilled[0] > now_us:  # where this process counts it (as ``incr_many`` does)
+                return spilled[0], spilled[1]
             base = self._find(high, low, now_us, insert=False)
             if base < 0 or self._words[base + 2] <= now_us:
                 return 0, 0
@@ -262,6 +305,8 @@ class SharedMemoryStorage(Storage):
         try:
             words = self._words
             live = sum(1 for base in range(0, len(words), WORDS) if (words[base] or words[base + 1]) and words[base + 2] > now_us)
+            live += sum(1 for end, _ in self._spill.values() if end > now_us)
+            self._spill.clear()
             # Shrink and regrow: the kernel frees the pages, every slot reads as zero again.
             # Safe: every other process touches the map only under the lock held here.
             os.ftruncate(self._fd, HEADER)
@@ -277,6 +322,7 @@ class SharedMemoryStorage(Storage):
             base = self._find(high, low, 0, insert=False)
             if base >= 0:
                 self._words[base + 2] = self._words[base + 3] = 0  # ended: the slot is reused, never emptied
+            self._spill.pop((high, low), None)
         finally:
             self._unlock()
 
