@@ -9,6 +9,7 @@ import pytest
 from tests.doubles.moto_server import aws, moto_server  # noqa: F401  (fixtures)
 from twin_aws.storage import S3ConversationStore
 from twin_server.errors import ValidationError
+from twin_server.testing import SummaryStoreContract
 from twin_server.types import Message, Summary
 
 AT = datetime(2024, 3, 1, 9, 30, tzinfo=timezone.utc)
@@ -45,3 +46,9 @@ def test_deleting_a_session_erases_its_summary(aws, store):
 def test_a_bad_session_id_is_refused(store):
     with pytest.raises(ValidationError):
         store.load_summary("../escape")
+
+
+class TestS3Summaries(SummaryStoreContract):
+    @pytest.fixture
+    def store(self, aws):
+        return S3ConversationStore.from_config({"S3_BUCKET": aws.bucket(), "S3_PREFIX": "sessions/"})

@@ -6,7 +6,10 @@ import os
 import time
 from datetime import datetime, timezone
 
+import pytest
+
 from twin_local.storage import FilesystemStore
+from twin_server.testing import SummaryStoreContract
 from twin_server.types import Message, Summary
 
 AT = datetime(2024, 3, 1, 9, 30, tzinfo=timezone.utc)
@@ -54,3 +57,9 @@ def test_a_corrupt_summary_reads_as_none(tmp_path, caplog):
     (tmp_path / "sess-bad1.summary.json").write_text("{not json")
     assert store.load_summary("sess-bad1") is None
     assert "corrupt summary" in caplog.text and "not json" not in caplog.text
+
+
+class TestFilesystemSummaries(SummaryStoreContract):
+    @pytest.fixture
+    def store(self, tmp_path):
+        return FilesystemStore(tmp_path / "data")
