@@ -1,12 +1,14 @@
-"""The S3 store keeps each session's rolling summary under its prefix, through moto's S3 server."""
+"""The S3 and DynamoDB stores keep each session's rolling summary, through moto's server."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 
 import pytest
 
 from tests.doubles.moto_server import aws, moto_server  # noqa: F401  (fixtures)
+from twin_aws.dynamodb import DynamoDBConversationStore
 from twin_aws.storage import S3ConversationStore
 from twin_server.errors import ValidationError
 from twin_server.testing import SummaryStoreContract
@@ -52,3 +54,35 @@ class TestS3Summaries(SummaryStoreContract):
     @pytest.fixture
     def store(self, aws):
         return S3ConversationStore.from_config({"S3_BUCKET": aws.bucket(), "S3_PREFIX": "sessions/"})
+
+
+class TestDynamoDBSummaries(SummaryStoreContract):
+    @pytest.fixture
+    def store(self, aws):
+        store = DynamoDBConversationStore.from_config({"DYNAMODB_TABLE": f"summaries-{uuid.uuid4().hex[:12]}"})
+        store.provision()
+        return store
+
+
+def test_dynamodb_summaries_expire_with_the_session(aws):
+    clock = [1_000_000.0]
+    made = DynamoDBConversationStore.from_config({"DYNAMODB_TABLE": f"ttl-{uuid.uuid4().hex[:12]}",
+                                                  "SESSION_TTL": 60})
+    made.provision()
+    store = DynamoDBConversationStore(made.client, made.table, ttl=60, clock=lambda: clock[0])
+    store.append("sess-ttl-1", [Message("user", "hi", AT)])
+    store.save_summary("sess-ttl-1", SUMMARY)
+    assert store.load_summary("sess-ttl-1") == SUMMARY
+    clock[0] += 61
+    assert store.load_summary("sess-ttl-1") is None and store.load("sess-ttl-1") == []
+
+
+def test_a_reply_keeps_its_sources_in_every_aws_store(aws, store):
+    from twin_server.types import Source
+
+    reply = Message("assistant", "In Lisbon.", AT, sources=(Source("facts.json#location", "Location"),))
+    dynamo = DynamoDBConversationStore.from_config({"DYNAMODB_TABLE": f"sources-{uuid.uuid4().hex[:12]}"})
+    dynamo.provision()
+    for each in (store, dynamo):
+        each.append("sess-src-1", [Message("user", "Where?", AT), reply])
+        assert each.load("sess-src-1")[-1] == reply
