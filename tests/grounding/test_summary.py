@@ -166,3 +166,15 @@ def test_the_worker_runs_one_job_per_key_at_a_time():
 def test_a_stored_summary_that_is_not_one_is_refused(bad):
     with pytest.raises(ValueError):
         Summary.from_json(bad)
+
+
+def test_the_store_is_read_for_summaries_once_every_every_over_two_turns(scripted_app, scripted):
+    app = scripted_app(HISTORY_WINDOW=2, SUMMARY_EVERY=6)
+    client, turns = app.test_client(), turns_of(app)
+    for n in range(12):
+        client.post("/chat", json={"message": f"m{n}", "session_id": "cheap-0001"})
+        assert turns.summaries.worker.drain()
+    # 12 history loads, and a job (one load each) on turns 4, 7 and 10: once the window of 2 is full
+    assert scripted.store.calls.count("load") == 12 + 3
+    # turn 4's job finds 4 messages out of the window (too few), turn 7's 10, turn 10's 6 more
+    assert turns.backends.storage.load_summary("cheap-0001").messages == 10 + 6

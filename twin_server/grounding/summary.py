@@ -11,7 +11,7 @@ inside the budget. A job that fails is logged and the previous summary stays.
 Cost: one summariser call per ``TWIN_SUMMARY_EVERY / 2`` turns once a
 conversation outgrows its window (the default 6: one LLM call every 3
 turns, each reading at most about 2,500 tokens and writing at most 300),
-plus one summary read and one window read from the store per such turn.
+plus one summary read and one window read from the store as often.
 An LLM backend that can summarise says so with ``summarises = True``; any
 other (the offline model, a third-party one) gets ``ExtractiveSummary``, which
 calls no model at all.
@@ -24,6 +24,7 @@ import os
 import queue
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -152,6 +153,10 @@ class Summaries:
         self.storage, self.window, self.every = storage, window, every
         self.summarise = summariser or summariser_for(llm)
         self.worker = worker or SummaryWorker()
+        # Turns since each session's last job: a job every ``every / 2`` turns, when about ``every``
+        # messages have left the window, so the store is read for it no more often than that.
+        self._since: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -174,8 +179,15 @@ class Summaries:
             return
         if turn.history_count < self.window and context.plan.history_start == 0:
             return  # the whole stored conversation was in the prompt
-        boundary = context.history[0].timestamp if context.history else turn.user_message.timestamp
         session_id, persona = turn.session_id, context.persona
+        with self._lock:
+            since = self._since.pop(session_id, 0) + 1
+            if since < max(1, self.every // 2):
+                self._since[session_id] = since
+                while len(self._since) > 10_000:
+                    self._since.popitem(last=False)
+                return
+        boundary = context.history[0].timestamp if context.history else turn.user_message.timestamp
         self.worker.submit(session_id, lambda: self.update(session_id, boundary, persona))
 
     def update(self, session_id: str, boundary: Any, persona: Persona) -> Summary | None:
