@@ -50,17 +50,20 @@ WORDS = ("boat harbour survey sonar buoy tide current anchor hull mast keel frie
 
 
 class Recorder:
-    """An LLM that answers at once and keeps the size of what it was sent."""
+    """An LLM that answers at once and keeps what it was sent (measured after the turn, untimed)."""
 
     def __init__(self) -> None:
-        self.sizes: list[tuple[int, int]] = []
+        self.last: Prompt | None = None
         self.systems: list[str] = []
 
     def complete(self, prompt: Prompt) -> str:
-        parts = [prompt.system, *(m.content for m in prompt.messages)]
-        self.sizes.append((sum(map(len, parts)), sum(estimate_tokens(p) + MESSAGE_OVERHEAD for p in parts)))
-        self.systems.append(prompt.system)
+        self.last = prompt
         return "A short answer from the persona, with a sentence or two of detail about the boats."
+
+    def size(self) -> tuple[int, int]:
+        parts = [self.last.system, *(m.content for m in self.last.messages)]
+        self.systems.append(self.last.system)
+        return sum(map(len, parts)), sum(estimate_tokens(p) + MESSAGE_OVERHEAD for p in parts)
 
     def stream(self, prompt: Prompt):
         yield self.complete(prompt)
@@ -159,7 +162,7 @@ def main() -> None:
                     response = cell["client"].post("/chat", json={"message": question, "session_id": cell["session"]})
                     cell["times"].append(time.perf_counter() - t0)
                     assert response.status_code == 200, response.get_data(as_text=True)
-                    cell["sizes"].append(recorder.sizes[-1])
+                    cell["sizes"].append(recorder.size())
                     cell["rs"].extend(cell["retrieval"][before:])
                     t1 = time.perf_counter()
                     cell["app"].extensions[EXTENSION_KEY].turns.persona()
