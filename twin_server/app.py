@@ -20,7 +20,7 @@ from twin_server.errors import ConfigurationError, PersonaError, StartupError
 from twin_server.grounding.context import Grounder, GroundingSettings
 from twin_server.grounding.summary import Summaries
 from twin_server.grounding.tokens import TokenCounter
-from twin_server.http import auth, cors, page, proxy, sse, streaming
+from twin_server.http import auth, cors, inflight, page, proxy, sse, streaming
 from twin_server.http import headers as security_headers
 from twin_server.http import openai as openai_api
 from twin_server.http.problems import Renderers
@@ -33,7 +33,7 @@ from twin_server.turn.turn import Turns
 log = logging.getLogger("twin_server")
 
 #: The optional parts whose settings are checked with the backends', so a bad start lists every problem.
-CHECKED_PARTS = (telemetry, security_headers, proxy, quotas, page, cors, auth, sse)
+CHECKED_PARTS = (telemetry, security_headers, proxy, quotas, inflight, page, cors, auth, sse)
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -98,6 +98,7 @@ def create_app(
     security_headers.install(app)
     proxy.install(app)
     quotas.install(app)
+    inflight.install(app)
     app.register_blueprint(bp)
     page.install(app)
     cors.install(app)

@@ -80,7 +80,7 @@ def test_chat_endpoint_validates_empty_message(client, message, tmp_path):
 def test_get_history_endpoint_returns_empty_for_new_session(client):
     response = client.get("/conversation/never-seen-0001")
     assert response.status_code == 200
-    assert response.get_json() == {"session_id": "never-seen-0001", "messages": []}
+    assert response.get_json() == {"session_id": "never-seen-0001", "messages": [], "next": None}
 
 
 def test_get_history_endpoint_returns_messages(client):

@@ -1,4 +1,4 @@
-"""The HTTP API: chat, conversations, health and readiness."""
+"""The HTTP API: chat, conversations (read a page at a time), health and readiness."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from flask import Blueprint, Response, g, jsonify
 
 from twin_server.app_state import twin
 from twin_server.errors import NotReady
-from twin_server.http.schemas import chat_request
+from twin_server.http import paging
+from twin_server.http.schemas import ConversationQuerySchema, chat_request, load_query
 from twin_server.sessions import check_session_id
 
 bp = Blueprint("twin_api", __name__)
@@ -26,14 +27,20 @@ def chat() -> Response:
     )
 
 
+CONVERSATION_QUERY = ConversationQuerySchema()
+
+
 @bp.get("/conversation/<session_id>")
 def get_conversation(session_id: str) -> Response:
+    """One page of the conversation, oldest first; ``next`` pages back (``twin_server.http.paging``)."""
     g.session_id = check_session_id(session_id)
+    query = load_query(CONVERSATION_QUERY)
     live = twin().turns.live
-    under_way = live.snapshot(session_id)  # before the read: a turn stored meanwhile is then in it
-    messages = twin().backends.storage.load(session_id)
-    records = [m.to_dict() for m in messages] + live.records(session_id, messages, under_way)
-    return jsonify(session_id=session_id, messages=records)
+    # The newest page ends with the turns still under way; taken before the read, so one stored meanwhile is in it.
+    under_way = live.snapshot(session_id) if query["before"] is None else []
+    page = paging.read_page(twin().backends.storage, session_id, query["limit"], query["before"])
+    records = [m.to_dict() for m in page.messages] + live.records(session_id, page.messages, under_way)
+    return jsonify(session_id=session_id, messages=records, next=page.next)
 
 
 @bp.delete("/conversation/<session_id>")

@@ -11,6 +11,7 @@ from marshmallow import ValidationError as MarshmallowError
 
 from twin_server.app_state import twin
 from twin_server.errors import ValidationError
+from twin_server.http import paging
 from twin_server.sessions import SESSION_ID_RULE, is_session_id, new_session_id
 from twin_server.turn.turn import TurnRequest
 
@@ -73,6 +74,34 @@ def load_body(schema: Schema, body: object) -> dict[str, Any]:
         return schema.load(body)
     except MarshmallowError as exc:
         error = ValidationError("The request body is invalid.")
+        error.messages = exc.messages
+        raise error from exc
+
+
+class ConversationQuerySchema(Schema):
+    """``GET /conversation/<session_id>``'s query: ``?limit=`` and ``?before=`` (see ``twin_server.http.paging``)."""
+
+    class Meta:
+        unknown = RAISE
+
+    limit = fields.Integer(
+        load_default=paging.DEFAULT_LIMIT,
+        validate=validate.Range(1, paging.MAX_LIMIT, error=f"Must be 1 to {paging.MAX_LIMIT}."),
+        metadata={"description": f"messages in the page (default {paging.DEFAULT_LIMIT}, at most {paging.MAX_LIMIT})"},
+    )
+    before = fields.String(
+        load_default=None,
+        validate=validate.Regexp(paging.CURSOR_PATTERN, error="Must be the 'next' value of a previous page."),
+        metadata={"description": "the 'next' cursor of the page after this one (opaque); none: the newest page"},
+    )
+
+
+def load_query(schema: Schema) -> dict[str, Any]:
+    """Validate the query string (its first value of each parameter), turning marshmallow's error into a 400."""
+    try:
+        return schema.load(request.args.to_dict())
+    except MarshmallowError as exc:
+        error = ValidationError("The query string is invalid.")
         error.messages = exc.messages
         raise error from exc
 

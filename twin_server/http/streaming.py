@@ -31,7 +31,8 @@ bp = Blueprint("twin_streaming", __name__)
 
 
 def install(app: Flask) -> None:
-    """Register ``/chat/stream``."""
+    """Register ``/chat/stream``, and the worker's relay readers every stream shares (``/v1``'s too)."""
+    sse.install(app)
     app.register_blueprint(bp)
 
 

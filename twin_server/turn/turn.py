@@ -66,7 +66,7 @@ class TurnResult:
     sources: tuple[Source, ...] = ()
 
 
-Guard = Callable[[str, str], None]
+Guard = Callable[[TurnRequest], None]
 AfterTurn = Callable[["Turn", TurnResult], None]
 
 
@@ -83,7 +83,8 @@ class Turns:
         self.summaries = summaries
         #: Streamed turns still under way, so ``GET /conversation`` shows them before they are stored.
         self.live = LiveTurns()
-        #: ``guard(session_id, text)`` runs before anything is spent on a turn; raise to refuse it.
+        #: ``guard(request)`` runs before anything is spent on a turn (it sees everything the caller asks the LLM
+        #: to read: the message, the instructions and the history); raise to refuse it.
         self.guards: list[Guard] = []
         #: ``after(turn, result)`` runs once a turn is finished; an exception is logged, never raised.
         self.after_turn: list[AfterTurn] = []
@@ -98,7 +99,7 @@ class Turns:
         persona = self.persona()
         self.grounder.check(persona, request.text)  # a message too long for any request: 400 before the guards
         for guard in self.guards:
-            guard(request.session_id, request.text)
+            guard(request)
         history, loaded = self._history(request)
         summary = None
         if self.summaries is not None and request.store and request.history is None:

@@ -324,7 +324,7 @@ def assert_every_turn_stored(machines, session_id, results):
     """Both machines see the same history: every question, each followed by the reply its visitor got."""
     replies = {f"visitor {n}": f"reply to: visitor {n}" for n in range(len(results))}
     assert [body["response"] for _, body in results] == list(replies.values())
-    histories = [app.test_client().get(f"/conversation/{session_id}").get_json()["messages"] for app in machines]
+    histories = [app.test_client().get(f"/conversation/{session_id}?limit=500").get_json()["messages"] for app in machines]
     assert histories[0] == histories[1]
     messages = histories[0]
     assert [m["role"] for m in messages] == ["user", "assistant"] * len(results)
