@@ -31,12 +31,20 @@ from twin_server.errors import (
     TwinError,
     ValidationError,
 )
+from twin_server.grounding.passages import Passage, persona_passages
 from twin_server.hookspecs import hookimpl
-from twin_server.persona_layout import FACTS_FILE, PERSONA_FILES, is_persona_file, parse_persona, select_persona_files
+from twin_server.persona_layout import (
+    FACTS_FILE,
+    PERSONA_FILES,
+    is_persona_file,
+    parse_persona,
+    public_persona,
+    select_persona_files,
+)
 from twin_server.retry import RetryConfig
 from twin_server.sessions import SESSION_ID_PATTERN, check_session_id, is_session_id, new_session_id
 from twin_server.telemetry.usage import report_usage
-from twin_server.types import Message, Persona, Prompt, utcnow
+from twin_server.types import Message, Persona, Prompt, Source, Summary, utcnow
 
 __version__ = "0.1.0"
 
@@ -56,6 +64,8 @@ __all__ = [
     "Message",
     "Persona",
     "Prompt",
+    "Source",
+    "Summary",
     "utcnow",
     # sessions
     "SESSION_ID_PATTERN",
@@ -67,7 +77,11 @@ __all__ = [
     "PERSONA_FILES",
     "is_persona_file",
     "parse_persona",
+    "public_persona",
     "select_persona_files",
+    # the persona as passages (ids, titles), for a backend that cites what it used
+    "Passage",
+    "persona_passages",
     # errors
     "errors",
     *errors.__all__,

@@ -17,6 +17,9 @@ from twin_server.backends.building import build_backends, collect_backends
 from twin_server.backends.kinds import KINDS, operation_names, selector_defaults
 from twin_server.error_registry import ErrorRegistry, core_registry
 from twin_server.errors import ConfigurationError, PersonaError, StartupError
+from twin_server.grounding.context import Grounder, GroundingSettings
+from twin_server.grounding.summary import Summaries
+from twin_server.grounding.tokens import TokenCounter
 from twin_server.http import auth, cors, inflight, page, proxy, sse, streaming
 from twin_server.http import headers as security_headers
 from twin_server.http import openai as openai_api
@@ -74,14 +77,20 @@ def create_app(
         settings.get_int(app.config, "MAX_CONTENT_LENGTH", minimum=1)
     except ConfigurationError as exc:
         problems.append(str(exc))
+    problems.extend(GroundingSettings.check(app.config))
     if problems or backends is None:
         raise StartupError(problems)
+    grounding = GroundingSettings.from_config(app.config)
+    summaries = Summaries(backends.storage, backends.llm, window=history_window, every=grounding.summary_every)
+    turns = Turns(backends, history_window=history_window, max_message_chars=max_chars,
+                  grounder=Grounder(grounding, TokenCounter.for_backend(backends.llm)), summaries=summaries)
+    turns.after_turn.append(summaries.after_turn)
 
     app.extensions[EXTENSION_KEY] = TwinState(
         plugin_manager=pm,
         backends=backends,
         errors=error_registry,
-        turns=Turns(backends, history_window=history_window, max_message_chars=max_chars),
+        turns=turns,
         renderers=Renderers(),
         registered={kind.name: registries[kind.name].registrations() for kind in KINDS},
     )

@@ -78,7 +78,10 @@ def chat(session_id: str | None) -> None:
             for piece in reply:
                 click.echo(piece, nl=False)
             click.echo()
-            if reply.finish(complete=True).history_saved is False:
+            result = reply.finish(complete=True)
+            if result.sources:
+                click.secho("sources: " + "; ".join(source.title for source in result.sources), dim=True)
+            if result.history_saved is False:
                 click.echo("(this turn could not be saved; see the log)", err=True)
         except TwinError as exc:
             if reply is not None:
@@ -101,8 +104,15 @@ def check() -> None:
         failures = 0
         for kind, name in state.backends.names().items():
             click.echo(f"{kind:8} {name}")
+        def persona_line() -> str:
+            persona = state.turns.persona()
+            grounder = state.turns.grounder
+            grounder.check(persona, "?")  # a core that fills TWIN_CONTEXT_TOKENS fails here, saying so
+            core = grounder.view(persona).core_tokens
+            return f"{persona.full_name} (its core takes ~{core} of {grounder.settings.context_tokens} tokens)"
+
         checks = {
-            "persona": lambda: f"{state.turns.persona().full_name}",
+            "persona": persona_line,
             "storage": lambda: f"{len(state.backends.storage.load('twin-server-check', 1))} messages in a probe session",
         }
         for label, probe in checks.items():

@@ -55,6 +55,9 @@ def converse_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 class BedrockLLM:
     """An LLMBackend over one Bedrock model. ``client`` is the bedrock-runtime client."""
 
+    #: The core may ask ``complete`` for a conversation's rolling summary.
+    summarises = True
+
     def __init__(self, client: Any, model_id: str, inference: Mapping[str, Any], prompt_cache: bool) -> None:
         self.client, self.model_id, self.prompt_cache = client, model_id, prompt_cache
         self.inference = dict(inference)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -58,6 +59,8 @@ def message_items(session_id: str, name: str, messages: Sequence[Message], expir
         }
         if not message.complete:
             item["complete"] = {"BOOL": False}
+        if message.sources:
+            item["sources"] = {"S": json.dumps(record["sources"], ensure_ascii=False, separators=(",", ":"))}
         items.append(item)
     return items
 
@@ -76,6 +79,7 @@ def parse(item: Mapping[str, Any], session_id: str, now: float) -> Message | Non
         return Message.from_dict({
             "role": item["role"]["S"], "content": item["content"]["S"], "timestamp": item["timestamp"]["S"],
             "complete": item.get("complete", {"BOOL": True})["BOOL"],
+            **({"sources": json.loads(item["sources"]["S"])} if "sources" in item else {}),
         })
     except (KeyError, TypeError, ValueError) as exc:
         # Never log the item itself: it is somebody's conversation.

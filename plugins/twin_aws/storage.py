@@ -49,6 +49,7 @@ from twin_aws.clients import (
 )
 from twin_aws.keys import TurnNamer, check_session_id, stamp_of
 from twin_aws.s3_layout import HEAD_NAME, SUFFIX, TURNS, Head, View, encode, parse, split_lines, turn_name
+from twin_aws.summaries import S3Summaries
 from twin_server import Message, Settings
 from twin_server.errors import BackendUnavailable, ConfigurationError
 
@@ -64,7 +65,7 @@ MAX_CONFLICTS = 10
 _CONFLICT_CODES = {"preconditionfailed", "conditionalrequestconflict"}
 
 
-class S3ConversationStore:
+class S3ConversationStore(S3Summaries):
     """A ConversationStore keeping each session in S3 under ``s3://bucket/prefix/<session_id>/``."""
 
     def __init__(

@@ -3,6 +3,7 @@
 Layout under the data directory::
 
     <root>/<session_id>.jsonl    one Message.to_dict() per line, oldest first
+    <root>/<session_id>.summary.json   its rolling summary, when it has one (``twin_local.summaries``)
     <root>/.locks/<n>.lock       flock stripes, n = crc32(session_id) % 64
 
 A turn is appended with a single ``write`` under an exclusive ``flock`` on the
@@ -24,8 +25,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from twin_local import summaries
 from twin_server.errors import BackendUnavailable, ConfigurationError, ValidationError
-from twin_server import is_session_id, Message
+from twin_server import is_session_id, Message, Summary
 
 __all__ = ["FilesystemStore"]
 
@@ -108,6 +110,7 @@ class FilesystemStore:
         path = self._path(session_id)
         try:
             with self._lock(session_id, fcntl.LOCK_EX):
+                summaries.remove(self._summary_path(session_id))
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
@@ -115,6 +118,21 @@ class FilesystemStore:
                 return True
         except OSError as exc:
             raise _unavailable("delete", exc) from exc
+
+    # -- the rolling summary (optional part of the protocol) -------------------
+
+    def load_summary(self, session_id: str) -> Summary | None:
+        return summaries.load(self._summary_path(session_id), session_id)
+
+    def save_summary(self, session_id: str, summary: Summary) -> None:
+        try:
+            with self._lock(session_id, fcntl.LOCK_EX):
+                summaries.save(self._summary_path(session_id), self._path(session_id), summary)
+        except OSError as exc:
+            raise _unavailable("write the summary of", exc) from exc
+
+    def _summary_path(self, session_id: str) -> Path:
+        return self._path(session_id).with_suffix(summaries.SUFFIX)
 
     # -- expiry (TWIN_SESSION_TTL) -------------------------------------------
 
@@ -147,6 +165,7 @@ class FilesystemStore:
                 if path.stat().st_mtime >= cutoff:
                     return False
                 path.unlink()
+                summaries.remove(self._summary_path(session_id))
                 return True
         except FileNotFoundError:  # deleted by someone else meanwhile
             return False

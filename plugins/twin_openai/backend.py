@@ -37,6 +37,9 @@ OVERRIDES: dict[str, str] = {"temperature": "temperature", "max_tokens": "max_to
 class OpenAIBackend:
     """``complete`` and ``stream`` over an OpenAI-compatible chat-completions API."""
 
+    #: The core may ask ``complete`` for a conversation's rolling summary.
+    summarises = True
+
     def __init__(self, client: openai.OpenAI, settings: OpenAISettings, translate: ErrorTranslator) -> None:
         self.client = client
         self.settings = settings

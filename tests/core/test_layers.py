@@ -19,7 +19,7 @@ ROUTE_MODULES = ("twin_server.http.routes", "twin_server.http.streaming", "twin_
 LAYERS = (
     ("twin_server.cli", "twin_server.app", "twin_server.evaluation"),
     ("twin_server.http", "twin_server.app_state", "twin_server.quotas", "twin_server.telemetry.wiring"),
-    ("twin_server.turn",),
+    ("twin_server.turn", "twin_server.grounding"),
     ("twin_server.backends", "twin_server.plugin_manager"),
     ("twin_server.retry", "twin_server.error_registry", "twin_server.telemetry"),
     ("twin_server.errors", "twin_server.types", "twin_server.hookspecs", "twin_server.config",

@@ -35,7 +35,7 @@ def test_chat_endpoint_creates_new_session(client):
     response = chat(client, message="What is your name?")
     assert response.status_code == 200
     body = response.get_json()
-    assert set(body) == {"response", "session_id", "history_loaded", "history_saved"}
+    assert set(body) == {"response", "session_id", "history_loaded", "history_saved", "sources"}
     assert re.fullmatch(r"[0-9a-f-]{36}", body["session_id"])
     assert body["history_loaded"] is True and body["history_saved"] is True
     assert body["response"].strip()

@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from twin_server.config import Settings
-from twin_server.types import Message, Persona, Prompt
+from twin_server.types import Message, Persona, Prompt, Summary
 
-__all__ = ["BackendContext", "ConversationStore", "LLMBackend", "PersonaSource", "SecretsProvider", "protocol_methods"]
+__all__ = ["BackendContext", "ConversationStore", "LLMBackend", "PersonaSource", "SecretsProvider", "SummaryStore",
+           "protocol_methods"]
 
 
 @runtime_checkable
@@ -22,6 +23,21 @@ class ConversationStore(Protocol):
 
     def delete(self, session_id: str) -> bool:
         """Erase the session; True when something was there."""
+
+
+class SummaryStore(Protocol):
+    """Optional for a ConversationStore: it keeps each session's rolling summary beside it.
+
+    A store without these methods still works: the core keeps its summaries in the
+    server's memory instead (per process, lost on restart). ``delete`` must erase the
+    summary with the session, and ``save_summary`` must not recreate an erased session.
+    """
+
+    def load_summary(self, session_id: str) -> Summary | None:
+        """The session's summary, or None."""
+
+    def save_summary(self, session_id: str, summary: Summary) -> None:
+        """Replace the session's summary (nothing is saved for a session that does not exist)."""
 
 
 @runtime_checkable
@@ -38,6 +54,10 @@ class SecretsProvider(Protocol):
 
 @runtime_checkable
 class LLMBackend(Protocol):
+    """Optional extras the core uses when present: ``count_tokens(text) -> int`` (the model's own
+    tokenizer, for the token budget), ``summarises = True`` (``complete`` may be asked for the
+    rolling summary of a conversation), and ``prompt.cite(ids)`` to name the passages a reply used."""
+
     def complete(self, prompt: Prompt) -> str:
         """The whole reply."""
 

@@ -23,6 +23,7 @@ def chat() -> Response:
         session_id=result.session_id,
         history_loaded=result.history_loaded,
         history_saved=result.history_saved,
+        sources=[source.to_dict() for source in result.sources],
     )
 
 
@@ -34,8 +35,12 @@ def get_conversation(session_id: str) -> Response:
     """One page of the conversation, oldest first; ``next`` pages back (``twin_server.http.paging``)."""
     g.session_id = check_session_id(session_id)
     query = load_query(CONVERSATION_QUERY)
+    live = twin().turns.live
+    # The newest page ends with the turns still under way; taken before the read, so one stored meanwhile is in it.
+    under_way = live.snapshot(session_id) if query["before"] is None else []
     page = paging.read_page(twin().backends.storage, session_id, query["limit"], query["before"])
-    return jsonify(session_id=session_id, messages=[m.to_dict() for m in page.messages], next=page.next)
+    records = [m.to_dict() for m in page.messages] + live.records(session_id, page.messages, under_way)
+    return jsonify(session_id=session_id, messages=records, next=page.next)
 
 
 @bp.delete("/conversation/<session_id>")

@@ -4,7 +4,7 @@ Events, each with one JSON ``data`` line::
 
     event: session   {"session_id"}                                   first
     event: delta     {"text"}                                         a piece of the reply
-    event: done      {"session_id", "response", "history_loaded", "history_saved"}
+    event: done      {"session_id", "response", "history_loaded", "history_saved", "sources"}
     event: error     a problem document                               the LLM failed mid-stream
 
 Everything that can fail before the first piece of the reply (validation,
@@ -61,6 +61,7 @@ def _events(reply: StreamedReply) -> Iterator[str]:
             "response": result.response,
             "history_loaded": result.history_loaded,
             "history_saved": result.history_saved,
+            "sources": [source.to_dict() for source in result.sources],
         },
         "done",
     )
