@@ -189,6 +189,20 @@ class SessionPathSchema(Schema):
 # --- responses ----------------------------------------------------------------------
 
 
+class SourceSchema(Schema):
+    """A persona passage a reply was based on."""
+
+    id = fields.String(required=True, metadata={"description": "Stable id, e.g. facts.json#location or faq.md#why-boats."})
+    title = fields.String(required=True)
+
+
+def sources_field(
+    description: str = "The persona passages the reply was based on; [] when the persona does not cover it.",
+    **options: Any,
+) -> fields.List:
+    return fields.List(fields.Nested(SourceSchema), metadata={"description": description}, **options)
+
+
 class ChatReplySchema(Schema):
     """One answered turn: ``POST /chat``'s body and the data of ``/chat/stream``'s ``done`` event."""
 
@@ -198,6 +212,7 @@ class ChatReplySchema(Schema):
         required=True, metadata={"description": "False when the stored history could not be read (the turn went on without it)."}
     )
     history_saved = fields.Boolean(required=True, metadata={"description": "False when the turn could not be stored."})
+    sources = sources_field(required=True)
 
 
 class StreamSessionSchema(Schema):
@@ -217,6 +232,7 @@ class StoredMessageSchema(Schema):
     content = fields.String(required=True)
     timestamp = fields.DateTime(required=True)
     complete = fields.Boolean(metadata={"description": "Present (false) only on a reply cut short."})
+    sources = sources_field()
 
 
 class ConversationSchema(Schema):

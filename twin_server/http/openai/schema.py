@@ -17,7 +17,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from twin_server.http.schemas import SESSION_ID, StrictBoolean, StrictFloat, valid_unicode
+from twin_server.http.schemas import SESSION_ID, StrictBoolean, StrictFloat, sources_field, valid_unicode
 from twin_server.sessions import SESSION_ID_RULE
 from twin_server.types import Message, utcnow
 
@@ -213,6 +213,7 @@ class CompletionSchema(Schema):
     system_fingerprint = _always_null()
     choices = fields.List(fields.Nested(CompletionChoiceSchema), required=True)
     usage = fields.Nested(UsageSchema, required=True)
+    twin_sources = sources_field(required=True)
 
 
 class ChunkDeltaSchema(Schema):
@@ -238,6 +239,7 @@ class ChunkSchema(Schema):
     system_fingerprint = _always_null()
     choices = fields.List(fields.Nested(ChunkChoiceSchema), required=True)
     usage = fields.Nested(UsageSchema, allow_none=True)
+    twin_sources = sources_field("On the chunk with the finish reason: the reply's sources.")
 
 
 class ErrorDetailSchema(Schema):
