@@ -7,7 +7,10 @@ import json
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from twin_server.replies import Tool, ToolRound
 
 Role = Literal["user", "assistant"]
 _DECODER = json.JSONDecoder()  # json.loads re-checks its arguments on every call; stores call this per line
@@ -120,7 +123,10 @@ class Prompt:
 
     ``messages`` is oldest first with the new user message last; ``timeout`` is
     the number of seconds left before the call's deadline when this attempt
-    starts (None when there is no deadline).
+    starts (None when there is no deadline). ``tools`` are offered only to a
+    backend that declares ``supports_tools = True``; ``tool_rounds`` are the
+    model's earlier calls in this turn and the core's results, after the last
+    user message (see ``twin_server.replies``).
     """
 
     system: str
@@ -128,6 +134,8 @@ class Prompt:
     persona: Persona
     timeout: float | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tools: tuple["Tool", ...] = ()
+    tool_rounds: tuple["ToolRound", ...] = ()
 
     def with_timeout(self, timeout: float | None) -> "Prompt":
         return dataclasses.replace(self, timeout=timeout)

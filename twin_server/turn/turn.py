@@ -9,7 +9,8 @@ it through the app's ``Turns``. The stages, in order, each written here only:
 3. guards     per-session caps and budgets (``Turns.guards``); may refuse the turn
 4. history    the stored window (a failure answers without it), or the caller's own
 5. prompt     system prompt (+ the caller's extra instructions) and the messages
-6. LLM        whole (``Turn.reply``) or streamed (``Turn.stream``)
+6. LLM        whole (``Turn.reply``) or streamed (``Turn.stream``), with the tool rounds of ``Turns.toolbox``
+             (``twin_server.turn.tools``) when the backend supports tools
 7. finish     store the user message and the reply, once, whatever the ending
 8. after      ``Turns.after_turn`` callbacks (owner events, summaries, ...): they never fail a turn
 
@@ -25,7 +26,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from twin_server.errors import ValidationError
+from twin_server.replies import Reply
 from twin_server.sessions import check_session_id
+from twin_server.turn import tools
 from twin_server.turn.prompt import SystemPromptCache
 from twin_server.types import Message, Persona, Prompt, utcnow
 
@@ -59,6 +62,10 @@ class TurnResult:
     history_saved: bool | None
     prompt: Prompt
     complete: bool = True
+    #: "length" when the LLM cut the reply at its token limit.
+    finish_reason: str = "stop"
+    #: False when the backend said its answer is an honest "not covered" (``Reply.covered``).
+    covered: bool = True
 
 
 Guard = Callable[[str, str], None]
@@ -77,6 +84,8 @@ class Turns:
         self.guards: list[Guard] = []
         #: ``after(turn, result)`` runs once a turn is finished; an exception is logged, never raised.
         self.after_turn: list[AfterTurn] = []
+        #: The tools offered to an LLM backend that declares ``supports_tools`` (None: none).
+        self.toolbox: tools.ToolBox | None = None
 
     def persona(self) -> Persona:
         return self.backends.persona.load()
@@ -92,7 +101,11 @@ class Turns:
         system = self.system_prompts.get(persona)
         if request.instructions:
             system = f"{system}\n\n{request.instructions}"
-        prompt = Prompt(system=system, messages=(*history, user), persona=persona, options=dict(request.options))
+        offered = ()
+        if self.toolbox is not None and getattr(self.backends.llm, "supports_tools", False):
+            offered = self.toolbox.tools
+        prompt = Prompt(system=system, messages=(*history, user), persona=persona, options=dict(request.options),
+                        tools=tuple(offered))
         return Turn(self, request, user, prompt, loaded)
 
     def run(self, request: TurnRequest) -> TurnResult:
@@ -125,6 +138,8 @@ class Turns:
     def finish(self, turn: "Turn", reply: str, *, complete: bool) -> TurnResult:
         """Stages 7–8 (called once per turn by ``Turn``)."""
         saved: bool | None = None
+        meta = reply if isinstance(reply, Reply) else Reply(reply)
+        reply = str(reply)
         if turn.request.store:
             assistant = Message("assistant", reply, utcnow(), complete=complete)
             try:
@@ -133,7 +148,8 @@ class Turns:
             except Exception:
                 log.exception("could not save the turn of session %s; the reply was still sent", turn.session_id)
                 saved = False
-        result = TurnResult(reply, turn.session_id, turn.history_loaded, saved, turn.prompt, complete)
+        result = TurnResult(reply, turn.session_id, turn.history_loaded, saved, turn.prompt, complete,
+                            meta.finish_reason, meta.covered)
         for after in self.after_turn:
             try:
                 after(turn, result)
@@ -148,21 +164,22 @@ class Turn:
     def __init__(self, turns: Turns, request: TurnRequest, user_message: Message, prompt: Prompt, loaded: bool) -> None:
         self.turns, self.request = turns, request
         self.user_message, self.prompt, self.history_loaded = user_message, prompt, loaded
+        #: Owner events the turn's tools recorded, notified when it ends (None once it has).
+        self.events: list[Any] | None = []
 
     @property
     def session_id(self) -> str:
         return self.request.session_id
 
     def reply(self) -> TurnResult:
-        text = self.turns.backends.llm.complete(self.prompt)
-        return self.turns.finish(self, text, complete=True)
+        return self.turns.finish(self, tools.complete(self), complete=True)
 
     def stream(self, relay: Callable[[Iterator[str]], Iterable[str | None]] | None = None) -> "StreamedReply":
         """The reply as pieces. The core has the first piece in hand (retried until it arrives) before
         this returns, so a failure up to then raises here, before any byte of a response is sent.
         ``relay`` may wrap the pieces (an SSE relay yields None when a heartbeat is due)."""
-        pieces = self.turns.backends.llm.stream(self.prompt)
-        return StreamedReply(self, relay(pieces) if relay is not None else pieces)
+        pieces = tools.ToolStream(self)
+        return StreamedReply(self, relay(pieces) if relay is not None else pieces, pieces)
 
 
 class StreamedReply:
@@ -173,9 +190,10 @@ class StreamedReply:
     delivered and stops the LLM; later calls return the first result.
     """
 
-    def __init__(self, turn: Turn, source: Iterable[str | None]) -> None:
+    def __init__(self, turn: Turn, source: Iterable[str | None], reply: tools.ToolStream | None = None) -> None:
         self.turn = turn
         self._source = source
+        self._reply = reply
         self.delivered: list[str] = []
         self.result: TurnResult | None = None
         self._finished = False
@@ -199,5 +217,7 @@ class StreamedReply:
             stop = getattr(self._source, "stop", None) or getattr(self._source, "close", None)
             if stop is not None:
                 stop()
-            self.result = self.turn.turns.finish(self.turn, self.text, complete=complete)
+            reply = self._reply
+            text = Reply(self.text, finish_reason=reply.finish_reason, covered=reply.covered) if reply else self.text
+            self.result = self.turn.turns.finish(self.turn, text, complete=complete)
             return self.result
