@@ -22,6 +22,7 @@ from twin_server.http import headers as security_headers
 from twin_server.http import openai as openai_api
 from twin_server.http.problems import Renderers
 from twin_server.http.routes import bp
+from twin_server.owner import wiring as owner
 from twin_server.plugin_manager import call_register_hook, get_plugin_manager
 from twin_server.quotas import policy as quotas
 from twin_server.telemetry import wiring as telemetry
@@ -30,7 +31,7 @@ from twin_server.turn.turn import Turns
 log = logging.getLogger("twin_server")
 
 #: The optional parts whose settings are checked with the backends', so a bad start lists every problem.
-CHECKED_PARTS = (telemetry, security_headers, quotas, page, cors, auth, sse)
+CHECKED_PARTS = (telemetry, security_headers, quotas, page, cors, auth, sse, owner)
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -73,6 +74,7 @@ def create_app(
         settings.get_int(app.config, "MAX_CONTENT_LENGTH", minimum=1)
     except ConfigurationError as exc:
         problems.append(str(exc))
+    owner_events = owner.build(app.config, backends, problems) if backends is not None else None
     if problems or backends is None:
         raise StartupError(problems)
 
@@ -83,6 +85,7 @@ def create_app(
         turns=Turns(backends, history_window=history_window, max_message_chars=max_chars),
         renderers=Renderers(),
         registered={kind.name: registries[kind.name].registrations() for kind in KINDS},
+        owner=owner_events,
     )
     _install_request_hooks(app)
     telemetry.install(app)
@@ -94,6 +97,7 @@ def create_app(
     auth.install(app)
     streaming.install(app)
     openai_api.install(app)
+    owner.install(app)
     pm.hook.startup(app=app)
     if warm_up:
         _warm_up(app)

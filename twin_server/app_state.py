@@ -25,6 +25,8 @@ class TwinState:
     turns: Turns
     renderers: Renderers
     registered: Mapping[str, list[Any]]
+    #: The owner's events (``twin_server.owner.recorder.OwnerEvents``).
+    owner: Any = None
 
     @property
     def max_message_chars(self) -> int:

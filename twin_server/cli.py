@@ -1,4 +1,4 @@
-"""The ``twin-server`` command: serve, chat, check, sweep, plugins.
+"""The ``twin-server`` command: serve, chat, check, sweep, inbox, plugins.
 
 Nothing heavy is imported at module level, so ``twin-server --help`` loads no
 backend SDK.
@@ -145,6 +145,17 @@ def sweep(max_age: float | None) -> None:
     except TwinError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"erased {removed} session(s) untouched for more than {max_age:g} s")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (what GET /owner/leads and /owner/unanswered answer).")
+@click.option("--retry", is_flag=True, help="First deliver again every event a notifier failed or never got.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="Entries of each list.")
+def inbox(as_json: bool, retry: bool, limit: int) -> None:
+    """What your twin recorded for you: leads and unanswered questions."""
+    from twin_server.owner.inbox import run
+
+    run(_build_app(warm_up=False), as_json=as_json, retry=retry, limit=limit)
 
 
 @main.command("plugins")

@@ -18,8 +18,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from twin_local.passages import Passage, build_passages, follow_on, lower_first, query_groups, query_terms
+from twin_local.replies import offline_reply
 from twin_server.errors import ConfigurationError
-from twin_server import Message, Persona, Prompt, Settings
+from twin_server import Message, Persona, Prompt, Reply, Settings
 
 NOT_COVERED = (
     "I haven't written anything about that, so I'd rather not guess. "
@@ -170,13 +171,18 @@ class OfflineLLM:
     def from_config(cls, config: Mapping[str, Any]) -> "OfflineLLM":
         return cls(max_passages=Settings(config).get_int("OFFLINE_MAX_PASSAGES", 3, minimum=1, maximum=5))
 
-    def complete(self, prompt: Prompt) -> str:
-        return self.reply(prompt.persona, prompt.messages)
+    def complete(self, prompt: Prompt) -> Reply:
+        """The reply; ``covered`` is False for the honest "not covered" answer (an unanswered question)."""
+        text = self.reply(prompt.persona, prompt.messages)
+        return offline_reply(text, prompt.options, covered=not text.endswith(NOT_COVERED))
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
-        text = self.complete(prompt)
-        # Word-sized pieces, each with the whitespace after it, so they join back to exactly ``text``.
-        yield from re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
+        reply = self.complete(prompt)
+        # Word-sized pieces, each with the whitespace after it, so they join back to exactly the reply;
+        # the last one is a Reply, to say whether it was covered or cut.
+        pieces = re.findall(r"\s*\S+\s*", reply) or [str(reply)]
+        yield from pieces[:-1]
+        yield Reply(pieces[-1], finish_reason=reply.finish_reason, covered=reply.covered)
 
     # --- composing the reply ------------------------------------------------
 

@@ -116,6 +116,20 @@ class FilesystemStore:
         except OSError as exc:
             raise _unavailable("delete", exc) from exc
 
+    # -- the optional methods (see ConversationStore) -------------------------
+
+    def event_store(self):
+        """The owner's events, under ``<root>/owner-events``."""
+        from twin_local.listing import event_store
+
+        return event_store(self.root)
+
+    def sessions(self, limit: int, cursor: str | None = None):
+        """The conversations, last written first (see ``twin_local.listing``)."""
+        from twin_local.listing import list_sessions
+
+        return list_sessions(self.root, limit, cursor)
+
     # -- expiry (TWIN_SESSION_TTL) -------------------------------------------
 
     def sweep(self, max_age_seconds: float, *, now: float | None = None) -> int:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from twin_server.backends.retrying import _Wrapped
-from twin_server.errors import BackendUnavailable, ConfigurationError
+from twin_server.errors import BackendUnavailable
 from twin_server.events import Lead, Question
 from twin_server.sessions import is_session_id
 
@@ -189,14 +189,13 @@ def _question(body: bytes, key: str) -> Question | None:
 
 
 class FileDocuments:
-    """``Documents`` as files under ``root`` (mode 0600), each replaced whole; writes under one ``flock``."""
+    """``Documents`` as files under ``root`` (mode 0600), each replaced whole; writes under one ``flock``.
+
+    ``root`` is created with the first write (mode 0700), so an app that never records an event leaves no trace.
+    """
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).absolute()
-        try:
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise ConfigurationError(f"cannot create the event directory {self.root}: {exc.strerror}") from exc
         self._lock_path = self.root / ".lock"
 
     def __repr__(self) -> str:
@@ -265,6 +264,7 @@ class FileDocuments:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
