@@ -164,7 +164,7 @@ class Lead:
 class Question:
     """An unanswered question: its first wording, and how often each session asked it.
 
-    ``asks`` maps session id → times asked (oldest session first); ``others``
+    ``asks`` maps session id → times asked (the session that asked last, last); ``others``
     counts asks of sessions no longer remembered by id (beyond
     ``SESSIONS_PER_QUESTION``). ``id`` is a digest of the normalised wording.
     """

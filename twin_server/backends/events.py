@@ -247,12 +247,13 @@ class FileDocuments:
             raise _unavailable("delete", exc) from exc
 
     def keys(self, prefix: str) -> list[str]:
-        base = self._path(prefix.rstrip("/"))
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
         found = []
         try:
             for folder, _dirs, files in os.walk(base):
                 relative = Path(folder).relative_to(self.root).as_posix()
-                found.extend(f"{relative}/{name}" for name in files if not name.startswith("."))
+                lead = "" if relative == "." else relative + "/"
+                found.extend(lead + name for name in files if not name.startswith("."))
         except OSError as exc:
             raise _unavailable("list", exc) from exc
         return sorted(found)
