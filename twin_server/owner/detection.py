@@ -5,7 +5,8 @@
   doe", "call me Jane", or, capitalised, "I'm Jane Doe", "I am Jane Doe",
   "this is Jane Doe". The note is the message itself, cut to ``NOTES_MAX``.
 * An unanswered question: the visitor's message, when the backend marked its
-  reply as not covered (``Reply.covered`` is False), cut to ``QUESTION_MAX``.
+  reply as not covered (``Reply.covered`` is False), cut to ``QUESTION_MAX`` —
+  unless the message left an address and asks nothing ("?").
 """
 
 from __future__ import annotations

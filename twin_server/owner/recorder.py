@@ -83,11 +83,13 @@ class OwnerEvents:
 
     def _detect(self, turn: "Turn", result: "TurnResult") -> None:
         text = turn.request.text
+        contacts = detection.contacts_in(text)
         records: list[tuple[str, Callable[[], bool]]] = [
             ("lead", lambda c=contact: self.record_lead(turn, turn.session_id, c.email, c.name, c.notes))
-            for contact in detection.contacts_in(text)
+            for contact in contacts
         ]
-        if not result.covered:
+        # A visitor leaving their address asks nothing, unless they ask it too.
+        if not result.covered and (not contacts or "?" in text):
             records.append(("question", lambda: self.record_question(turn, turn.session_id,
                                                                      detection.question_from(text))))
         for what, record in records:
