@@ -100,7 +100,7 @@ def _text(value: Any, field: str, limit: int, *, required: bool = False, lines: 
 
 
 def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=10).hexdigest()
 
 
 def _delivery(value: Any) -> dict[str, str]:
@@ -138,8 +138,9 @@ class Lead:
     def id_for(session_id: str, email: str) -> str:
         return f"{session_id}.{_digest(email.lower())}"
 
-    def with_delivery(self, notifier: str, state: str) -> "Lead":
-        return dataclasses.replace(self, delivery={**self.delivery, notifier: state})
+    def with_delivery(self, states: Mapping[str, str]) -> "Lead":
+        """This event with what notifiers did with it (notifier → ``delivered`` | ``failed``)."""
+        return dataclasses.replace(self, delivery={**self.delivery, **_delivery(states)})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,8 +230,9 @@ class Question:
             return None
         return dataclasses.replace(self, asks=asks)
 
-    def with_delivery(self, notifier: str, state: str) -> "Question":
-        return dataclasses.replace(self, delivery={**self.delivery, notifier: state})
+    def with_delivery(self, states: Mapping[str, str]) -> "Question":
+        """This event with what notifiers did with it (notifier → ``delivered`` | ``failed``)."""
+        return dataclasses.replace(self, delivery={**self.delivery, **_delivery(states)})
 
     def to_dict(self) -> dict[str, Any]:
         return {

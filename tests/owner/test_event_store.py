@@ -76,16 +76,16 @@ def test_a_lead_is_deleted_by_its_id(store):
 def test_deliveries_are_recorded_and_never_bring_an_erased_event_back(store):
     stored = lead(delivery={"log": "pending", "webhook": "pending"})
     store.record_lead(stored)
-    store.set_delivery("lead", stored.id, "webhook", "failed")
-    store.set_delivery("lead", stored.id, "log", "delivered")
+    store.set_delivery("lead", stored.id, {"webhook": "failed"})
+    store.set_delivery("lead", stored.id, {"log": "delivered"})
     [found] = store.leads()
     assert found.delivery == {"log": "delivered", "webhook": "failed"}
     question = Question.create("session-one", "Why?", at=T0, delivery={"log": "pending"})
     store.record_question(question)
-    store.set_delivery("unanswered", question.id, "log", "delivered")
+    store.set_delivery("unanswered", question.id, {"log": "delivered"})
     assert store.questions()[0].delivery == {"log": "delivered"}
     store.delete_lead(stored.id)
-    store.set_delivery("lead", stored.id, "webhook", "delivered")
+    store.set_delivery("lead", stored.id, {"webhook": "delivered"})
     assert store.leads() == []
 
 
@@ -105,7 +105,7 @@ def test_concurrent_asks_of_one_question_are_all_counted(store):
 
 def test_a_corrupt_document_is_skipped(store, documents):
     store.record_lead(lead())
-    documents.write("leads/session-two/session-two.0123456789abcdef0123.json", b"{not json", version=None)
+    documents.write("leads/session-two.0123456789abcdef0123.json", b"{not json", version=None)
     assert [x.session_id for x in store.leads()] == ["session-one"]
 
 

@@ -49,16 +49,19 @@ def drain(app):
 
 def by_chat(client, message, session):
     assert client.post("/chat", json={"message": message, "session_id": session}).status_code == 200
+    drain(client.application)  # what detection finds is stored (then notified) after the reply
 
 
 def by_stream(client, message, session):
     response = client.post("/chat/stream", json={"message": message, "session_id": session})
     assert response.status_code == 200 and "event: done" in response.get_data(as_text=True)
+    drain(client.application)
 
 
 def by_v1(client, message, session):
     body = {"model": "ada-quill", "messages": [{"role": "user", "content": message}], "session_id": session}
     assert client.post("/v1/chat/completions", json=body).status_code == 200
+    drain(client.application)
 
 
 def by_v1_stream(client, message, session):
@@ -66,6 +69,7 @@ def by_v1_stream(client, message, session):
             "stream": True}
     response = client.post("/v1/chat/completions", json=body)
     assert response.status_code == 200 and "[DONE]" in response.get_data(as_text=True)
+    drain(client.application)
 
 
 @pytest.mark.parametrize("send", [by_chat, by_stream, by_v1, by_v1_stream])
@@ -143,6 +147,18 @@ def test_a_lead_is_deleted_by_the_owner(client):
     assert client.get("/owner/leads", headers=OWNER).get_json()["leads"] == []
     response = client.delete(f"/owner/leads/{lead['id']}", headers=OWNER)
     assert response.status_code == 404 and response.mimetype == "application/problem+json"
+
+
+def test_a_conversation_deleted_at_once_keeps_none_of_the_events_still_queued(build):
+    with Receiver(delay=0.5) as slow:
+        app = build(NOTIFY="webhook", NOTIFY_WEBHOOK_URL=slow.url)
+        client = app.test_client()
+        for n in range(3):  # the worker is busy delivering the first while the others wait in the queue
+            client.post("/chat", json={"message": LEAD_MESSAGE.replace("jane@", f"jane{n}@"),
+                                       "session_id": "visitor-00009"})
+        assert client.delete("/conversation/visitor-00009").status_code == 204
+        drain(app)
+        assert client.get("/owner/leads", headers=OWNER).get_json()["leads"] == []
 
 
 def test_deleting_a_conversation_deletes_its_events(client):

@@ -149,6 +149,7 @@ def test_a_backend_without_tools_is_offered_none_and_detection_records_instead(t
                      plugins=[scripted, recorder], entrypoints=False)
     app.test_client().post("/chat", json={"message": VISITOR, "session_id": SESSION})
     assert scripted.llm.prompts[0].tools == ()
+    assert app.extensions["twin_server"].owner.delivery.drain(5)
     [lead] = app.extensions["twin_server"].owner.leads()
     assert (lead.email, lead.name) == ("jane@example.com", "Jane Doe")
     assert recorder.notifier.wait_for(1)

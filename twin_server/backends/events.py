@@ -7,9 +7,10 @@ methods (``Documents``): the filesystem's is ``FileDocuments`` (below), S3's
 maps them onto GetObject / conditional PutObject / DeleteObject /
 ListObjectsV2. The layout, under whatever root the documents have::
 
-    leads/<session_id>/<lead id>.json        one lead (a conditional create dedups it)
+    leads/<lead id>.json                     one lead (a conditional create dedups it); the id starts
+                                             with "<session_id>."
     questions/<question id>.json             one unanswered question, merged on a repeat (read, then write if unchanged)
-    asked/<session_id>/<question id>         an empty marker: this session asked it (so deleting the session finds it)
+    asked/<session_id>.<question id>         an empty marker: this session asked it (so deleting the session finds it)
 
 Every write that changes a document is conditional on the version read, and
 retried on a conflict (``MAX_CONFLICTS`` times), so processes and machines
@@ -28,7 +29,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,7 +59,7 @@ class Documents(Protocol):
         """Delete the document; True when it was there."""
 
     def keys(self, prefix: str) -> list[str]:
-        """Every document key starting with ``prefix`` (which ends with "/")."""
+        """Every document key starting with ``prefix`` (a folder, "leads/", or a part of a name, "leads/abc.")."""
 
 
 def _dumps(record: dict[str, Any]) -> bytes:
@@ -82,7 +83,7 @@ class DocumentEventStore:
 
     def record_question(self, question: Question) -> bool:
         # The marker first: a crash between the two leaves a marker pointing at nothing, which is harmless.
-        self.documents.write(f"asked/{question.session_id}/{question.id}", b"{}", version=None)
+        self.documents.write(f"asked/{question.session_id}.{question.id}", b"{}", version=None)
         key = f"questions/{question.id}.json"
         for _ in range(MAX_CONFLICTS):
             found = self.documents.read(key)
@@ -97,7 +98,7 @@ class DocumentEventStore:
                 return False
         raise BackendUnavailable(f"the event store {self.where} kept changing under a question's update")
 
-    def set_delivery(self, kind: str, event_id: str, notifier: str, state: str) -> None:
+    def set_delivery(self, kind: str, event_id: str, states: Mapping[str, str]) -> None:
         if kind == Lead.kind:
             match = _LEAD_ID.fullmatch(event_id)
             if match is None:
@@ -107,7 +108,7 @@ class DocumentEventStore:
             if not _QUESTION_ID.fullmatch(event_id):
                 return
             key, load = f"questions/{event_id}.json", _question
-        self._update(key, load, lambda event: event.with_delivery(notifier, state))
+        self._update(key, load, lambda event: event.with_delivery(states))
 
     def delete_lead(self, lead_id: str) -> bool:
         match = _LEAD_ID.fullmatch(lead_id)
@@ -118,9 +119,9 @@ class DocumentEventStore:
     def delete_session(self, session_id: str) -> int:
         if not is_session_id(session_id):
             return 0
-        changed = sum(self.documents.remove(key) for key in self.documents.keys(f"leads/{session_id}/"))
-        for marker in self.documents.keys(f"asked/{session_id}/"):
-            question_id = marker.rsplit("/", 1)[-1]
+        changed = sum(self.documents.remove(key) for key in self.documents.keys(f"leads/{session_id}."))
+        for marker in self.documents.keys(f"asked/{session_id}."):
+            question_id = marker.rsplit(".", 1)[-1]
             if _QUESTION_ID.fullmatch(question_id):
                 changed += self._update(f"questions/{question_id}.json", _question,
                                         lambda question: question.without_session(session_id))
@@ -169,7 +170,7 @@ class DocumentEventStore:
 
 
 def _lead_key(session_id: str, lead_id: str) -> str:
-    return f"leads/{session_id}/{lead_id}.json"
+    return f"leads/{lead_id}.json"
 
 
 def _lead(body: bytes, key: str) -> Lead | None:
@@ -189,7 +190,8 @@ def _question(body: bytes, key: str) -> Question | None:
 
 
 class FileDocuments:
-    """``Documents`` as files under ``root`` (mode 0600), each replaced whole; writes under one ``flock``.
+    """``Documents`` as files under ``root`` (mode 0600), each replaced whole: a create is a ``link()``
+    (which refuses an existing name), an update a rename under one ``flock`` after checking the version.
 
     ``root`` is created with the first write (mode 0700), so an app that never records an event leaves no trace.
     """
@@ -213,23 +215,50 @@ class FileDocuments:
     def write(self, key: str, body: bytes, *, version: str | None) -> bool:
         path = self._path(key)
         try:
+            if version is None:  # a create needs no lock: link() refuses a name that exists, atomically
+                temporary = self._temporary(body)
+                try:
+                    return self._link(temporary, path)
+                finally:
+                    os.unlink(temporary)
             with self._locked():
                 current = self.read(key)
-                if (current is None) != (version is None) or (current is not None and current[1] != version):
+                if current is None or current[1] != version:
                     return False
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-                try:
-                    view = memoryview(body)
-                    while view:
-                        view = view[os.write(fd, view):]
-                finally:
-                    os.close(fd)
+                temporary = self._temporary(body)
                 os.replace(temporary, path)
                 return True
         except OSError as exc:
             raise _unavailable("write", exc) from exc
+
+    def _temporary(self, body: bytes) -> Path:
+        """``body`` in a new private file beside the documents (same file system, so it can be renamed)."""
+        temporary = self.root / f".{uuid.uuid4().hex}.tmp"
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        return temporary
+
+    @staticmethod
+    def _link(temporary: Path, path: Path) -> bool:
+        for _ in range(2):
+            try:
+                os.link(temporary, path)
+                return True
+            except FileExistsError:
+                return False
+            except FileNotFoundError:  # the document's folder, on its first document
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.link(temporary, path)
+        return True
 
     def remove(self, key: str) -> bool:
         path = self._path(key)
@@ -239,24 +268,22 @@ class FileDocuments:
                     path.unlink()
                 except FileNotFoundError:
                     return False
-                with contextlib.suppress(OSError):  # the session's folder, once empty; a race may refill it
-                    if path.parent != self.root:
-                        path.parent.rmdir()
                 return True
         except OSError as exc:
             raise _unavailable("delete", exc) from exc
 
     def keys(self, prefix: str) -> list[str]:
-        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        base = self._path(folder) if folder else self.root
         found = []
         try:
-            for folder, _dirs, files in os.walk(base):
-                relative = Path(folder).relative_to(self.root).as_posix()
+            for where, _dirs, files in os.walk(base):
+                relative = Path(where).relative_to(self.root).as_posix()
                 lead = "" if relative == "." else relative + "/"
                 found.extend(lead + name for name in files if not name.startswith("."))
         except OSError as exc:
             raise _unavailable("list", exc) from exc
-        return sorted(found)
+        return sorted(key for key in found if key.startswith(prefix))
 
     def _path(self, key: str) -> Path:
         if not _KEY.fullmatch(key) or ".." in key.split("/"):
@@ -265,8 +292,11 @@ class FileDocuments:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -300,5 +330,5 @@ class RetryingEvents(_Wrapped):
     def delete_session(self, session_id: str) -> int:
         return int(self.retrier.call(self.backend.delete_session, session_id) or 0)
 
-    def set_delivery(self, kind: str, event_id: str, notifier: str, state: str) -> None:
-        self.retrier.call(self.backend.set_delivery, kind, event_id, notifier, state)
+    def set_delivery(self, kind: str, event_id: str, states: Mapping[str, str]) -> None:
+        self.retrier.call(self.backend.set_delivery, kind, event_id, dict(states))

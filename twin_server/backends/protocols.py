@@ -86,9 +86,9 @@ class EventStore(Protocol):
         """Erase the session's events: its leads, and its asks of each question (``Question.without_session``,
         erasing an entry left with none). Returns how many entries were erased or changed."""
 
-    def set_delivery(self, kind: str, event_id: str, notifier: str, state: str) -> None:
-        """Record a notifier's delivery ``state`` of an event (``kind``: ``lead`` | ``unanswered``); an event
-        erased meanwhile is left erased."""
+    def set_delivery(self, kind: str, event_id: str, states: Mapping[str, str]) -> None:
+        """Record what notifiers did with an event (``kind``: ``lead`` | ``unanswered``; ``states``: notifier
+        name → ``delivered`` | ``failed``), in the event's ``delivery``; an event erased meanwhile stays erased."""
 
 
 @runtime_checkable

@@ -82,23 +82,24 @@ class OwnerEvents:
             self.flush(turn)
 
     def _detect(self, turn: "Turn", result: "TurnResult") -> None:
-        text = turn.request.text
+        """Detected events are stored, then notified, by the delivery worker: the reply never waits on them."""
+        text, session_id, now, pending = turn.request.text, turn.session_id, self.clock(), self._pending()
         contacts = detection.contacts_in(text)
-        records: list[tuple[str, Callable[[], bool]]] = [
-            ("lead", lambda c=contact: self.record_lead(turn, turn.session_id, c.email, c.name, c.notes))
+        made: list[tuple[str, Callable[[], Any]]] = [
+            ("lead", lambda c=contact: Lead.create(session_id, c.email, c.name, c.notes, at=now, delivery=pending))
             for contact in contacts
         ]
         # A visitor leaving their address asks nothing, unless they ask it too.
         if not result.covered and (not contacts or "?" in text):
-            records.append(("question", lambda: self.record_question(turn, turn.session_id,
-                                                                     detection.question_from(text))))
-        for what, record in records:
+            made.append(("question", lambda: Question.create(session_id, detection.question_from(text), at=now,
+                                                             delivery=pending)))
+        for what, make in made:
             try:
-                record()
+                self.delivery.put(make(), store=True)
             except ValueError as exc:
                 log.warning("a detected %s was not recorded: %s", what, exc)
             except TwinError as exc:
-                log.error("a detected %s of session %s could not be stored (%s)", what, turn.session_id,
+                log.error("a detected %s of session %s could not be stored (%s)", what, session_id,
                           type(exc).__name__)
 
     # -- reading, for the owner --------------------------------------------------
@@ -115,8 +116,8 @@ class OwnerEvents:
         return self.store.delete_lead(lead_id)
 
     def forget_session(self, session_id: str) -> int:
-        """Erase a deleted conversation's events."""
-        return self.store.delete_session(session_id)
+        """Erase a deleted conversation's events (those still queued included)."""
+        return self.delivery.forget(session_id, lambda: self.store.delete_session(session_id))
 
     def sessions_with_events(self, limit: int, cursor: str | None) -> tuple[list[SessionActivity], str | None]:
         """The default conversation listing: sessions that produced an event, latest event first."""

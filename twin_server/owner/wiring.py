@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import limits as limits_lib
-from flask import Flask
+from flask import Flask, Response, g, has_request_context
 
 from twin_server import config as settings
 from twin_server.app_state import EXTENSION_KEY
@@ -32,7 +32,7 @@ from twin_server.backends.events import DocumentEventStore, FileDocuments, Retry
 from twin_server.backends.protocols import EventStore, protocol_methods
 from twin_server.errors import ConfigurationError
 from twin_server.http.auth import KeyRing, SECRET_PREFIX
-from twin_server.owner.delivery import Delivery
+from twin_server.owner.delivery import Batch, Delivery
 from twin_server.owner.recorder import OwnerEvents
 from twin_server.owner.toolbox import OwnerTools
 
@@ -121,6 +121,32 @@ def build(config: Mapping[str, Any], backends: Any, problems: list[str]) -> Owne
     return OwnerEvents(store, Delivery(store, backends.notify, size))
 
 
+def _batch_requests(app: Flask, delivery: Delivery) -> None:
+    """A request's events are queued once it is over and its response sent (``delivery.Batch``)."""
+
+    def current() -> Batch | None:
+        return g.get("_owner_batch") if has_request_context() else None
+
+    @app.before_request
+    def start() -> None:
+        g._owner_batch = Batch()
+
+    @app.after_request
+    def when_sent(response: Response) -> Response:
+        batch = g.get("_owner_batch")
+        if batch is not None:
+            response.call_on_close(lambda: delivery.sent(batch))  # a server closes a response once it is sent
+        return response
+
+    @app.teardown_request
+    def end(exc: BaseException | None) -> None:
+        batch = g.get("_owner_batch")
+        if batch is not None:
+            delivery.ended(batch)
+
+    delivery.current = current
+
+
 def install(app: Flask) -> None:
     """Record events in every turn (unless ``TWIN_OWNER_EVENTS`` is false); serve ``/owner`` with owner keys."""
     from twin_server.owner import routes
@@ -129,6 +155,7 @@ def install(app: Flask) -> None:
     if _events_on(app.config):
         state.turns.toolbox = OwnerTools(state.owner)
         state.turns.after_turn.append(state.owner.after_turn)
+        _batch_requests(app, state.owner.delivery)
     keys = owner_keys(app.config)
     if keys.configured:
         routes.install(app, keys, rate_limits(app.config))

@@ -23,6 +23,7 @@ def test_events_live_under_the_s3_prefix_and_go_with_their_conversation(app, aws
     client.post("/chat", json={"message": LEAD, "session_id": "s3-visitor-1"})
     client.post("/chat", json={"message": UNCOVERED, "session_id": "s3-visitor-1"})
     client.post("/chat", json={"message": UNCOVERED, "session_id": "s3-visitor-2"})
+    assert app.extensions["twin_server"].owner.delivery.drain(10)  # detected events are stored after the reply
     keys = aws.keys("twin-owner", "site/sessions/owner.events/")
     assert [k for k in keys if "/leads/" in k] and [k for k in keys if "/questions/" in k]
     assert not (tmp_path / "unused").exists()  # nothing on this machine's disk

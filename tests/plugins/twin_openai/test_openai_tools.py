@@ -92,6 +92,7 @@ def test_without_tools_the_backend_sends_none_and_the_core_detects_instead(build
     server.reply("Thanks!")
     app.test_client().post("/chat", json={"message": VISITOR, "session_id": "openai-tools-4"})
     assert "tools" not in server.requests[0].json
+    assert owner_of(app).delivery.drain(5)  # detected events are stored after the reply
     assert [(x.email, x.name) for x in owner_of(app).leads()] == [("jane@example.com", "Jane Doe")]
 
 
