@@ -4,6 +4,7 @@ Layout under the data directory::
 
     <root>/<session_id>.jsonl    one Message.to_dict() per line, oldest first
     <root>/.locks/<n>.lock       flock stripes, n = crc32(session_id) % 64
+    <root>/owner-events/         the owner's leads and unanswered questions (``event_store()``)
 
 A turn is appended with a single ``write`` under an exclusive ``flock`` on the
 session's stripe, so concurrent appends from threads and processes never
