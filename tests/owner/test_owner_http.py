@@ -101,6 +101,15 @@ def test_an_uncovered_question_becomes_an_unanswered_one_counted_once_per_ask(ap
     assert [p["event"] for p in receiver.delivered] == ["unanswered"]  # the repeat is counted, not notified
 
 
+def test_leaving_an_address_is_not_a_question_unless_one_is_asked(client):
+    by_chat(client, "Hello, I'm Jane Doe: jane@example.com", "visitor-00001")
+    assert client.get("/owner/unanswered", headers=OWNER).get_json()["questions"] == []
+    by_chat(client, "bob@example.com here. What do you think about cryptocurrency?", "visitor-00002")
+    [question] = client.get("/owner/unanswered", headers=OWNER).get_json()["questions"]
+    assert question["session_ids"] == ["visitor-00002"]
+    assert len(client.get("/owner/leads", headers=OWNER).get_json()["leads"]) == 2
+
+
 def test_the_terminal_chat_records_the_same(tmp_path, monkeypatch, receiver):
     monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TWIN_NOTIFY", "webhook")
