@@ -142,13 +142,16 @@ def sweep(max_age: float | None) -> None:
         )
     try:
         removed = sweeper(max_age)
+        owner = app.extensions[EXTENSION_KEY].owner
+        expired = owner.expire(max_age, lambda session_id: bool(store.load(session_id, 1)))
     except TwinError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"erased {removed} session(s) untouched for more than {max_age:g} s")
+    click.echo(f"erased {removed} session(s) untouched for more than {max_age:g} s, "
+               f"and the owner events of {expired} session(s) gone as long")
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (what GET /owner/leads and /owner/unanswered answer).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (as GET /owner/leads and /owner/unanswered).")
 @click.option("--retry", is_flag=True, help="First deliver again every event a notifier failed or never got.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="Entries of each list.")
 def inbox(as_json: bool, retry: bool, limit: int) -> None:

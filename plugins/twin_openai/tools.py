@@ -29,8 +29,8 @@ def _arguments_text(arguments: Any) -> str:
 def round_messages(rounds: Iterable[ToolRound]) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     for done in rounds:
-        calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _arguments_text(c.arguments)}}
-                 for c in done.calls]
+        calls = [{"id": c.id, "type": "function",
+                  "function": {"name": c.name, "arguments": _arguments_text(c.arguments)}} for c in done.calls]
         messages.append({"role": "assistant", "content": done.text or None, "tool_calls": calls})
         messages += [{"role": "tool", "tool_call_id": r.call_id, "content": r.content} for r in done.results]
     return messages

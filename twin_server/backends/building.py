@@ -35,10 +35,11 @@ class Backends:
 
     def names(self) -> dict[str, str]:
         """Kind → the selected backend's name (a list kind: its names, comma-separated)."""
-        return {
-            kind.name: ",".join(b.name for b in self._by_kind[kind.name]) if kind.many else self._by_kind[kind.name].name
-            for kind in KINDS
-        }
+        names = {}
+        for kind in KINDS:
+            chosen = self._by_kind[kind.name]
+            names[kind.name] = ",".join(b.name for b in chosen) if kind.many else chosen.name
+        return names
 
 
 def collect_backends(pm: pluggy.PluginManager, problems: list[str]) -> dict[str, BackendRegistry]:
@@ -90,7 +91,8 @@ def build_backends(
                 failed = True
                 continue
             except ImportError as exc:
-                problems.append(f"{kind.name} backend {name!r} needs a package that is not installed ({exc.name or exc})")
+                missing = exc.name or exc
+                problems.append(f"{kind.name} backend {name!r} needs a package that is not installed ({missing})")
                 failed = True
                 continue
             selected.append(kind.wrapper(backend, name, make_retrier(kind.name, name)))
