@@ -119,6 +119,21 @@ class OwnerEvents:
         """Erase a deleted conversation's events (those still queued included)."""
         return self.delivery.forget(session_id, lambda: self.store.delete_session(session_id))
 
+    def expire(self, max_age: float, exists: Callable[[str], bool], *, now: float | None = None) -> int:
+        """Erase the events, older than ``max_age`` seconds, of sessions whose conversation is gone (what
+        ``twin-server sweep`` does after expiring conversations); returns how many sessions' events went."""
+        cutoff = (time.time() if now is None else now) - max_age
+        latest: dict[str, float] = {}
+        for lead in self.store.leads():
+            latest[lead.session_id] = max(latest.get(lead.session_id, 0.0), lead.created_at.timestamp())
+        for question in self.store.questions():
+            for session_id in question.session_ids:
+                latest[session_id] = max(latest.get(session_id, 0.0), question.last_asked.timestamp())
+        gone = [s for s, when in latest.items() if when < cutoff and not exists(s)]
+        for session_id in gone:
+            self.forget_session(session_id)
+        return len(gone)
+
     def sessions_with_events(self, limit: int, cursor: str | None) -> tuple[list[SessionActivity], str | None]:
         """The default conversation listing: sessions that produced an event, latest event first."""
         latest: dict[str, datetime] = {}
