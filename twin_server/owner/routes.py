@@ -11,6 +11,8 @@ are JSON, never cached (``Cache-Control: no-store``)::
     GET    /owner/conversations?limit=N&cursor=C&messages=M
                                            {"conversations": [{session_id, messages, last_activity}], "next_cursor"}
     DELETE /owner/leads/<id>               204, or 404
+    GET    /owner                          the inbox page (plain HTML, CSS and JS; asks for the key,
+                                           keeps it for the tab only); the only one open without a key
 
 Lists are newest first; ``limit`` is 1 to 1000 (default 100; 20 conversations),
 ``messages`` the last messages shown of each conversation (default 50).
@@ -64,11 +66,27 @@ def install(app: Flask, keys: KeyRing, items: list[limits_lib.RateLimitItem]) ->
     app.register_blueprint(bp)
 
 
+PAGE_ENDPOINT = "twin_owner.page"
+#: The chat page's policy, without frames: nobody may show the owner's inbox inside their page.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+            "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+@bp.get("")
+def page() -> Response:
+    response = current_app.send_static_file("owner.html")
+    response.headers.update({"Content-Security-Policy": PAGE_CSP, "Referrer-Policy": "no-referrer",
+                             "X-Content-Type-Options": "nosniff"})
+    return response
+
+
 @bp.before_request
 def guard() -> None:
     access: OwnerAccess = current_app.extensions[EXTENSION_KEY]
     if access.limiter is not None:
         _count(access)
+    if request.endpoint == PAGE_ENDPOINT:
+        return  # the page holds no data: it asks for the key
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("An owner key is required: send it as 'Authorization: Bearer <key>'.")
