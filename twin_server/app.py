@@ -26,6 +26,7 @@ from twin_server.http import openai as openai_api
 from twin_server.http import openapi
 from twin_server.http.problems import Renderers
 from twin_server.http.routes import bp
+from twin_server.owner import wiring as owner
 from twin_server.plugin_manager import call_register_hook, get_plugin_manager
 from twin_server.quotas import policy as quotas
 from twin_server.telemetry import wiring as telemetry
@@ -34,7 +35,7 @@ from twin_server.turn.turn import Turns
 log = logging.getLogger("twin_server")
 
 #: The optional parts whose settings are checked with the backends', so a bad start lists every problem.
-CHECKED_PARTS = (telemetry, security_headers, proxy, quotas, inflight, page, cors, auth, sse)
+CHECKED_PARTS = (telemetry, security_headers, proxy, quotas, inflight, page, cors, auth, sse, owner)
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -78,6 +79,7 @@ def create_app(
     except ConfigurationError as exc:
         problems.append(str(exc))
     problems.extend(GroundingSettings.check(app.config))
+    owner_events = owner.build(app.config, backends, problems) if backends is not None else None
     if problems or backends is None:
         raise StartupError(problems)
     grounding = GroundingSettings.from_config(app.config)
@@ -93,6 +95,7 @@ def create_app(
         turns=turns,
         renderers=Renderers(),
         registered={kind.name: registries[kind.name].registrations() for kind in KINDS},
+        owner=owner_events,
     )
     _install_request_hooks(app)
     telemetry.install(app)
@@ -106,6 +109,7 @@ def create_app(
     auth.install(app)
     streaming.install(app)
     openai_api.install(app)
+    owner.install(app)
     pm.hook.startup(app=app)
     openapi.install(app)  # last: it documents every route, the plugins' included
     if warm_up:

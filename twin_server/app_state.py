@@ -27,6 +27,8 @@ class TwinState:
     registered: Mapping[str, list[Any]]
     #: Called by ``/ready`` after the persona and the store; raise when the app cannot serve chats.
     readiness_probes: list[Callable[[], None]] = dataclasses.field(default_factory=list)
+    #: The owner's events (``twin_server.owner.recorder.OwnerEvents``).
+    owner: Any = None
 
     @property
     def max_message_chars(self) -> int:

@@ -1,4 +1,4 @@
-"""The ``twin-server`` command: serve, chat, check, init, eval, sweep, plugins, openapi.
+"""The ``twin-server`` command: serve, chat, check, init, eval, sweep, inbox, plugins, openapi.
 
 Nothing heavy is imported at module level, so ``twin-server --help`` loads no
 backend SDK.
@@ -185,8 +185,9 @@ def init() -> None:
 
     backends = _build_app().extensions[EXTENSION_KEY].backends
     done = []
-    for kind, name in backends.names().items():
-        provision = getattr(getattr(backends, kind).backend, "provision", None)
+    for kind, backend in backends.selected():
+        name = backend.name
+        provision = getattr(backend.backend, "provision", None)
         if provision is None:
             continue
         try:
@@ -224,9 +225,23 @@ def sweep(max_age: float | None) -> None:
         )
     try:
         removed = sweeper(max_age)
+        owner = app.extensions[EXTENSION_KEY].owner
+        expired = owner.expire(max_age, lambda session_id: bool(store.load(session_id, 1)))
     except TwinError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"erased {removed} session(s) untouched for more than {max_age:g} s")
+    click.echo(f"erased {removed} session(s) untouched for more than {max_age:g} s, "
+               f"and the owner events of {expired} session(s) gone as long")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (as GET /owner/leads and /owner/unanswered).")
+@click.option("--retry", is_flag=True, help="First deliver again every event a notifier failed or never got.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="Entries of each list.")
+def inbox(as_json: bool, retry: bool, limit: int) -> None:
+    """What your twin recorded for you: leads and unanswered questions."""
+    from twin_server.owner.inbox import run
+
+    run(_build_app(warm_up=False), as_json=as_json, retry=retry, limit=limit)
 
 
 @main.command()

@@ -7,7 +7,10 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from twin_server.replies import Tool, ToolRound
 
 Role = Literal["user", "assistant"]
 _DECODER = json.JSONDecoder()  # json.loads re-checks its arguments on every call; stores call this per line
@@ -147,7 +150,10 @@ class Prompt:
 
     ``messages`` is oldest first with the new user message last; ``timeout`` is
     the number of seconds left before the call's deadline when this attempt
-    starts (None when there is no deadline).
+    starts (None when there is no deadline). ``tools`` are offered only to a
+    backend that declares ``supports_tools = True``; ``tool_rounds`` are the
+    model's earlier calls in this turn and the core's results, after the last
+    user message (see ``twin_server.replies``).
     """
 
     system: str
@@ -160,6 +166,8 @@ class Prompt:
     sources: tuple[Source, ...] = ()
     #: Set by the turn; ``cite`` reports to it.
     on_cite: Callable[[tuple[str, ...]], None] | None = dataclasses.field(default=None, repr=False, compare=False)
+    tools: tuple["Tool", ...] = ()
+    tool_rounds: tuple["ToolRound", ...] = ()
 
     def with_timeout(self, timeout: float | None) -> "Prompt":
         return dataclasses.replace(self, timeout=timeout)

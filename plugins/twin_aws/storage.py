@@ -156,6 +156,20 @@ class S3ConversationStore(S3Summaries):
         self._discard([k for k in keys if k != head_key], strict=True)
         return existed
 
+    # -- the optional methods (see ConversationStore) -------------------------
+
+    def event_store(self):
+        """The owner's events, under ``<prefix>/owner.events/`` (see ``twin_aws.events``)."""
+        from twin_aws.events import event_store
+
+        return event_store(self.client, self.bucket, self.prefix)
+
+    def sessions(self, limit: int, cursor: str | None = None):
+        """The conversations, last written first (see ``twin_aws.events``)."""
+        from twin_aws.events import list_sessions
+
+        return list_sessions(self.client, self.bucket, self.prefix, limit, cursor)
+
     def provision(self) -> list[str]:
         """Create the bucket unless it exists; what was done."""
         with translated(f"S3 provisioning of bucket {self.bucket!r}"):
@@ -193,6 +207,8 @@ class S3ConversationStore(S3Summaries):
                 self._read_turns(session_id, view, batch)
                 read += len(batch)
         return view
+
+    # -- S3 calls ----------------------------------------------------------------
 
     def _read_head(self, session_id: str) -> Head | None:
         key = self._key(session_id, HEAD_NAME)

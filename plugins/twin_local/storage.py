@@ -5,6 +5,7 @@ Layout under the data directory::
     <root>/<session_id>.jsonl    one Message.to_dict() per line, oldest first
     <root>/<session_id>.summary.json   its rolling summary, when it has one (``twin_local.summaries``)
     <root>/.locks/<n>.lock       flock stripes, n = crc32(session_id) % 64
+    <root>/owner-events/         the owner's leads and unanswered questions (``event_store()``)
 
 A turn is appended with a single ``write`` under an exclusive ``flock`` on the
 session's stripe, so concurrent appends from threads and processes never
@@ -133,6 +134,20 @@ class FilesystemStore:
 
     def _summary_path(self, session_id: str) -> Path:
         return self._path(session_id).with_suffix(summaries.SUFFIX)
+
+    # -- the optional methods (see ConversationStore) -------------------------
+
+    def event_store(self):
+        """The owner's events, under ``<root>/owner-events``."""
+        from twin_local.listing import event_store
+
+        return event_store(self.root)
+
+    def sessions(self, limit: int, cursor: str | None = None):
+        """The conversations, last written first (see ``twin_local.listing``)."""
+        from twin_local.listing import list_sessions
+
+        return list_sessions(self.root, limit, cursor)
 
     # -- expiry (TWIN_SESSION_TTL) -------------------------------------------
 

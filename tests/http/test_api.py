@@ -176,7 +176,8 @@ def test_request_id_is_echoed_when_sane_and_replaced_when_not(client):
 def test_ready_reports_persona_and_backends(client):
     body = client.get("/ready").get_json()
     assert body["status"] == "ready"
-    assert body["backends"] == {"storage": "filesystem", "persona": "filesystem", "secrets": "env", "llm": "offline"}
+    assert body["backends"] == {"storage": "filesystem", "persona": "filesystem", "secrets": "env", "llm": "offline",
+                                "notify": "log"}
 
 
 def test_history_window_limits_what_the_llm_sees(scripted_app, scripted):

@@ -21,7 +21,8 @@ from twin_server.retry import AttemptObserver, Retrier, RetryBudget, RetryConfig
 from twin_server.types import Message, Persona, Prompt, Summary
 
 __all__ = [
-    "RetryFactory", "RetryingLLM", "RetryingPersona", "RetryingSecrets", "RetryingStore", "retry_config_for", "timeout_for",
+    "RetryFactory", "RetryingLLM", "RetryingNotifier", "RetryingPersona", "RetryingSecrets", "RetryingStore",
+    "retry_config_for", "timeout_for",
 ]
 
 _FIELDS = {
@@ -162,6 +163,12 @@ class RetryingLLM(_Wrapped):
 
         pieces, head = self.retrier.run(first)
         return _chain(head, pieces, self.retrier)
+
+
+class RetryingNotifier(_Wrapped):
+    def notify(self, event: Any, timeout: float | None = None) -> None:
+        """Each attempt is told the time left before the deadline (``TWIN_NOTIFY_TIMEOUT``)."""
+        self.retrier.run(lambda left: self.backend.notify(event, left))
 
 
 def _chain(head: list[str], rest: Iterator[str], retrier: Retrier) -> Iterator[str]:

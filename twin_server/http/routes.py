@@ -46,7 +46,9 @@ def get_conversation(session_id: str) -> Response:
 @bp.delete("/conversation/<session_id>")
 def delete_conversation(session_id: str) -> Response:
     g.session_id = check_session_id(session_id)
-    twin().backends.storage.delete(session_id)
+    state = twin()
+    state.backends.storage.delete(session_id)
+    state.owner.forget_session(session_id)  # its leads and unanswered questions go with it
     return Response(status=204)
 
 

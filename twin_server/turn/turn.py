@@ -10,7 +10,8 @@ it through the app's ``Turns``. The stages, in order, each written here only:
 4. history    the stored window (a failure answers without it), or the caller's own, and the summary
 5. prompt     inside the token budget (``twin_server.grounding``): the persona's core, the knowledge
               that bears on the question, the summary, the caller's instructions, the newest history
-6. LLM        whole (``Turn.reply``) or streamed (``Turn.stream``)
+6. LLM        whole (``Turn.reply``) or streamed (``Turn.stream``), with the tool rounds of ``Turns.toolbox``
+             (``twin_server.turn.tools``) when the backend supports tools
 7. finish     store the user message and the reply, once, whatever the ending
 8. after      ``Turns.after_turn`` callbacks (owner events, summaries, ...): they never fail a turn
 
@@ -28,7 +29,9 @@ from typing import Any
 from twin_server.errors import ValidationError
 from twin_server.grounding.context import Citations, Context, Grounder
 from twin_server.grounding.summary import Summaries
+from twin_server.replies import Reply
 from twin_server.sessions import check_session_id
+from twin_server.turn import tools
 from twin_server.turn.live import LiveTurns
 from twin_server.types import Message, Persona, Prompt, Source, utcnow
 
@@ -64,6 +67,10 @@ class TurnResult:
     complete: bool = True
     #: The persona passages the reply is based on, best first (empty when the persona does not cover it).
     sources: tuple[Source, ...] = ()
+    #: "length" when the LLM cut the reply at its token limit.
+    finish_reason: str = "stop"
+    #: False when the backend said its answer is an honest "not covered" (``Reply.covered``).
+    covered: bool = True
 
 
 Guard = Callable[[TurnRequest], None]
@@ -88,6 +95,8 @@ class Turns:
         self.guards: list[Guard] = []
         #: ``after(turn, result)`` runs once a turn is finished; an exception is logged, never raised.
         self.after_turn: list[AfterTurn] = []
+        #: The tools offered to an LLM backend that declares ``supports_tools`` (None: none).
+        self.toolbox: tools.ToolBox | None = None
 
     def persona(self) -> Persona:
         """The persona without its private material (what every entry point and page may show)."""
@@ -107,9 +116,13 @@ class Turns:
         context = self.grounder.build(persona, request.text, history, instructions=request.instructions,
                                       summary=summary)
         user = Message("user", request.text, utcnow())
+        offered = ()
+        if self.toolbox is not None and getattr(self.backends.llm, "supports_tools", False):
+            offered = self.toolbox.tools
         citations = Citations(context.passages)
         prompt = Prompt(system=context.system, messages=(*context.history, user), persona=context.persona,
-                        options=dict(request.options), sources=context.sources, on_cite=citations)
+                        options=dict(request.options), sources=context.sources, on_cite=citations,
+                        tools=tuple(offered))
         turn = Turn(self, request, user, prompt, loaded)
         turn.context, turn.citations, turn.history_count = context, citations, len(history)
         return turn
@@ -145,6 +158,8 @@ class Turns:
         """Stages 7–8 (called once per turn by ``Turn``)."""
         saved: bool | None = None
         sources = turn.citations.sources(turn.prompt.sources) if turn.citations is not None else ()
+        meta = reply if isinstance(reply, Reply) else Reply(reply)
+        reply = str(reply)
         if turn.request.store:
             assistant = Message("assistant", reply, utcnow(), complete=complete, sources=sources)
             try:
@@ -154,7 +169,8 @@ class Turns:
                 log.exception("could not save the turn of session %s; the reply was still sent", turn.session_id)
                 saved = False
         self.live.end(turn)
-        result = TurnResult(reply, turn.session_id, turn.history_loaded, saved, turn.prompt, complete, sources)
+        result = TurnResult(reply, turn.session_id, turn.history_loaded, saved, turn.prompt, complete, sources,
+                            meta.finish_reason, meta.covered)
         for after in self.after_turn:
             try:
                 after(turn, result)
@@ -173,21 +189,22 @@ class Turn:
         self.context: Context | None = None
         self.citations: Citations | None = None
         self.history_count = 0
+        #: Owner events the turn's tools recorded, notified when it ends (None once it has).
+        self.events: list[Any] | None = []
 
     @property
     def session_id(self) -> str:
         return self.request.session_id
 
     def reply(self) -> TurnResult:
-        text = self.turns.backends.llm.complete(self.prompt)
-        return self.turns.finish(self, text, complete=True)
+        return self.turns.finish(self, tools.complete(self), complete=True)
 
     def stream(self, relay: Callable[[Iterator[str]], Iterable[str | None]] | None = None) -> "StreamedReply":
         """The reply as pieces. The core has the first piece in hand (retried until it arrives) before
         this returns, so a failure up to then raises here, before any byte of a response is sent.
         ``relay`` may wrap the pieces (an SSE relay yields None when a heartbeat is due)."""
-        pieces = self.turns.backends.llm.stream(self.prompt)
-        reply = StreamedReply(self, relay(pieces) if relay is not None else pieces)
+        pieces = tools.ToolStream(self)
+        reply = StreamedReply(self, relay(pieces) if relay is not None else pieces, pieces)
         if self.request.store:
             self.turns.live.begin(self, reply)
         return reply
@@ -201,9 +218,10 @@ class StreamedReply:
     delivered and stops the LLM; later calls return the first result.
     """
 
-    def __init__(self, turn: Turn, source: Iterable[str | None]) -> None:
+    def __init__(self, turn: Turn, source: Iterable[str | None], reply: tools.ToolStream | None = None) -> None:
         self.turn = turn
         self._source = source
+        self._reply = reply
         self.delivered: list[str] = []
         self.result: TurnResult | None = None
         self._finished = False
@@ -227,5 +245,7 @@ class StreamedReply:
             stop = getattr(self._source, "stop", None) or getattr(self._source, "close", None)
             if stop is not None:
                 stop()
-            self.result = self.turn.turns.finish(self.turn, self.text, complete=complete)
+            reply = self._reply
+            text = Reply(self.text, finish_reason=reply.finish_reason, covered=reply.covered) if reply else self.text
+            self.result = self.turn.turns.finish(self.turn, text, complete=complete)
             return self.result

@@ -129,7 +129,7 @@ def chat_completions() -> Response:
         return sse.event_response(_chunks(pieces, reply, asked), lambda: pieces.finish(complete=False))
     result = turn.reply()
     message = {"role": "assistant", "content": result.response, "refusal": None}
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": result.finish_reason}
     usage = _usage(result.prompt, result.response)
     return jsonify({**reply.head("chat.completion"), "choices": [choice], "usage": usage,
                     "twin_sources": [source.to_dict() for source in result.sources]})
@@ -152,7 +152,8 @@ def _chunks(pieces: StreamedReply, reply: _Reply, asked: Completion) -> Iterator
     if not (yield from sse.relay_events(pieces, lambda piece: chunk({"content": piece}), error_event)):
         return
     result = pieces.finish(complete=True)
-    yield chunk({}, "stop", twin_sources=[source.to_dict() for source in result.sources])
+    yield chunk({}, result.finish_reason if result is not None else "stop",
+                twin_sources=[source.to_dict() for source in result.sources] if result is not None else [])
     if asked.include_usage:
         usage = _usage(result.prompt, result.response)
         yield sse.encode({**reply.head("chat.completion.chunk"), "choices": [], "usage": usage})

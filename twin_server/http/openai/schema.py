@@ -1,8 +1,13 @@
 """The request of ``POST /v1/chat/completions``, validated, and turned into a chat turn's parts.
 
-Fields that do not apply to a twin (``tools``, ``top_p``, ``response_format``,
-``user``, ...) are accepted and ignored. Roles are ``system``, ``developer``,
-``user`` and ``assistant``; content is a string or a list of
+What a twin does not do is refused with a 400 naming the field
+(``param``), so that a client expecting it fails at once rather than on a
+reply it cannot parse: ``tools``, ``functions``, a ``tool_choice`` or
+``function_call`` other than ``"none"``, a ``response_format`` other than
+``{"type": "text"}``, and a message's ``tool_calls`` or ``function_call``.
+Other fields that do not apply (``top_p``, ``user``, ...) are accepted and
+ignored. Roles are ``system``, ``developer``, ``user`` and ``assistant``
+(a ``tool`` or ``function`` message is refused, never run); content is a string or a list of
 ``{"type": "text", "text": ...}`` parts (joined with newlines). Each message
 is at most ``TWIN_MAX_MESSAGE_CHARS`` characters, a request at most
 ``MAX_MESSAGES`` messages and ``TOTAL_CHARS_FACTOR`` × that limit in all, and
@@ -66,6 +71,9 @@ class CompletionMessageSchema(Schema):
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
     content = MessageContent(required=True, validate=valid_unicode)
 
+    tool_calls = fields.Raw(load_default=None, allow_none=True, validate=lambda value: _refuse(value, NO_TOOLS))
+    function_call = fields.Raw(load_default=None, allow_none=True, validate=lambda value: _refuse(value, NO_TOOLS))
+
     def __init__(self, max_chars: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if max_chars is not None:
@@ -78,6 +86,24 @@ class StreamOptionsSchema(Schema):
         unknown = EXCLUDE
 
     include_usage = StrictBoolean(load_default=False)
+
+
+NO_TOOLS = "This twin calls no tools on a client's behalf: send no tools or tool calls."
+NO_FORMAT = 'This twin answers in text only: send no response_format, or {"type": "text"}.'
+
+
+def _refuse(value: Any, message: str) -> None:
+    raise ValidationError(message)
+
+
+def _no_choice(value: Any) -> None:
+    if value not in (None, "none"):
+        raise ValidationError(NO_TOOLS)
+
+
+def _text_format(value: Any) -> None:
+    if not (isinstance(value, Mapping) and value.get("type") == "text"):
+        raise ValidationError(NO_FORMAT)
 
 
 def _optional_int(validator: Any) -> fields.Integer:
@@ -106,6 +132,11 @@ class CompletionRequestSchema(Schema):
         load_default=None, allow_none=True, validate=SESSION_ID,
         metadata={"description": f"Store the new user message and the reply in this conversation ({SESSION_ID_RULE})."},
     )
+    tools = fields.Raw(load_default=None, allow_none=True, validate=lambda value: _refuse(value, NO_TOOLS))
+    functions = fields.Raw(load_default=None, allow_none=True, validate=lambda value: _refuse(value, NO_TOOLS))
+    tool_choice = fields.Raw(load_default=None, allow_none=True, validate=_no_choice)
+    function_call = fields.Raw(load_default=None, allow_none=True, validate=_no_choice)
+    response_format = fields.Raw(load_default=None, allow_none=True, validate=_text_format)
 
     def __init__(self, max_chars: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
