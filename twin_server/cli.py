@@ -146,8 +146,9 @@ def evaluate(cases_file: str, output_format: str, min_score: float | None, judge
         cases = evaluation.load_cases(cases_file)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    state = _build_app().extensions[EXTENSION_KEY]
-    turns = state.turns
+    # The owner is not told about an eval's leads and questions: only the log notifier runs.
+    state = _build_app(config_overrides={"NOTIFY": "log"}).extensions[EXTENSION_KEY]
+    turns, owner = state.turns, state.owner
 
     def ask(session_id: str, text: str) -> str:
         return turns.run(TurnRequest(session_id, text)).response
@@ -163,12 +164,22 @@ def evaluate(cases_file: str, output_format: str, min_score: float | None, judge
             filled = 30 * done // total
             click.echo(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", nl=done == total, err=True)
 
+    def unanswered_recorded(session_id: str) -> bool:
+        owner.delivery.drain(timeout=10)  # detected events are stored by the delivery worker
+        return any(session_id in question.asks for question in owner.questions())
+
+    def finished(session_id: str) -> None:  # an eval leaves no conversation and no owner event behind
+        if owner is not None:
+            owner.delivery.drain(timeout=10)
+            owner.forget_session(session_id)
+        state.backends.storage.delete(session_id)
+
     report = evaluation.run_cases(
         cases,
         ask,
-        unanswered_recorded=getattr(turns, "unanswered_recorded", None),
+        unanswered_recorded=unanswered_recorded if owner is not None else None,
         judge=judge_reply if judge else None,
-        finished=state.backends.storage.delete,  # an eval leaves no conversation (and no owner event) behind
+        finished=finished,
         progress=progress,
     )
     click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False) if output_format == "json" else report.to_table())
