@@ -33,6 +33,7 @@ from typing import Any
 from twin_aws import dynamodb_items as items_of
 from twin_aws.clients import make_client, operation_timeout, require_boto3, translated
 from twin_aws.dynamodb_items import MESSAGE_PREFIX, TTL_ATTRIBUTE, table_definition
+from twin_aws.dynamodb_events import DynamoDBEvents
 from twin_aws.dynamodb_summaries import DynamoDBSummaries
 from twin_aws.keys import TurnNamer, check_session_id
 from twin_server import Message, Settings
@@ -57,7 +58,7 @@ class _Conflict(Exception):
     """The transaction found one of its sort keys already taken by another message."""
 
 
-class DynamoDBConversationStore(DynamoDBSummaries):
+class DynamoDBConversationStore(DynamoDBSummaries, DynamoDBEvents):
     """A ConversationStore keeping each message of a session as one DynamoDB item."""
 
     def __init__(

@@ -1,11 +1,13 @@
 """The document event store, on files and on S3 (moto's server): dedup, merging, erasure, deliveries, races."""
 
 import threading
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from tests.doubles.moto_server import aws, moto_server  # noqa: F401  (fixtures)
+from twin_aws.dynamodb import DynamoDBConversationStore
 from twin_aws.events import S3Documents
 from twin_server import DocumentEventStore, FileDocuments
 from twin_server.events import Lead, Question
@@ -13,11 +15,15 @@ from twin_server.events import Lead, Question
 T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
 
 
-@pytest.fixture(params=["files", "s3"])
+@pytest.fixture(params=["files", "s3", "dynamodb"])
 def documents(request, tmp_path):
     if request.param == "files":
         return FileDocuments(tmp_path / "events")
     s3 = request.getfixturevalue("aws")
+    if request.param == "dynamodb":
+        store = DynamoDBConversationStore.from_config({"DYNAMODB_TABLE": f"events-{uuid.uuid4().hex[:10]}"})
+        store.provision()
+        return store.event_store().documents
     return S3Documents(s3.s3, s3.bucket("twin-events"), "sessions/owner.events")
 
 

@@ -447,3 +447,21 @@ def test_the_store_behaves_like_a_list(store, batches, limits):
     for limit in limits:
         expected = model if limit is None else (model[-limit:] if limit else [])
         assert store.load(session_id, limit) == expected
+
+
+def test_owner_events_live_in_the_table_and_go_with_the_conversation(aws, table, tmp_path):
+    """An app on the dynamodb store keeps its owner's events in the table (not on this machine's disk)."""
+    from twin_server.app import create_app
+
+    app = create_app({"STORAGE": "dynamodb", "DYNAMODB_TABLE": TABLE, "DATA_DIR": str(tmp_path / "data"),
+                      "RATE_LIMIT": "off"})
+    client = app.test_client()
+    said = client.post("/chat", json={"message": "Hi, I'm Jane Doe, jane@example.com. What's your salary?"}).get_json()
+    app.extensions["twin_server"].owner.delivery.drain(timeout=10)
+    stored = aws.dynamodb.query(TableName=TABLE, KeyConditionExpression="pk = :pk",
+                                ExpressionAttributeValues={":pk": {"S": "#owner-events"}})["Items"]
+    assert any(item["sk"]["S"].startswith("doc#leads/") for item in stored)
+    assert not (tmp_path / "data" / "owner-events").exists()
+    assert client.delete(f"/conversation/{said['session_id']}").status_code == 204
+    owner = app.extensions["twin_server"].owner
+    assert owner.leads() == [] and owner.questions() == []
