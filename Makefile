@@ -18,16 +18,28 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/twin-server serve
 
-# The browser tests drive Debian's Chromium (Playwright never downloads a browser).
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser); the
+# multi-machine tests share their rate limits through Debian's redis-server; the front tests run
+# Debian's nginx, as a process of their own on a loopback port.
 CHROMIUM := /usr/bin/chromium
+REDIS_SERVER := /usr/bin/redis-server
+NGINX := /usr/sbin/nginx
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(REDIS_SERVER) $(NGINX)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq chromium
+
+$(REDIS_SERVER):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq --no-install-recommends redis-server
+
+$(NGINX):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq --no-install-recommends nginx
 
 # The benchmarks drive the servers with Debian's wrk; `make bench BENCH=bench_capacity` runs one.
 WRK := /usr/bin/wrk

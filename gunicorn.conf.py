@@ -10,7 +10,10 @@ Environment (command-line options override all of these):
 ``TWIN_BIND``                 address to listen on; else ``0.0.0.0:$PORT`` when ``PORT`` is set
                               (containers, PaaS), else ``127.0.0.1:8000`` (behind a local proxy)
 ``TWIN_WORKERS``              processes (else ``WEB_CONCURRENCY``, else the CPU count, at least 2)
-``TWIN_THREADS``              threads per process (default 64): chats waiting on the LLM at once
+``TWIN_THREADS``              threads per process (default 64): chats waiting on the LLM at once;
+                              each worker is told its count (``post_fork``), so the app's caps on
+                              chats and streams in progress (``TWIN_MAX_CHATS``, ``TWIN_MAX_STREAMS``)
+                              leave threads for probes whatever ``--threads`` says
 ``TWIN_LLM_TIMEOUT``          the LLM deadline (default 60 s); the worker timeout is that + 30 s
                               and a graceful stop waits that + 5 s, so no reply is cut short
 ``TWIN_FORWARDED_ALLOW_IPS``  proxies whose X-Forwarded-Proto gunicorn believes (default 127.0.0.1);
@@ -128,6 +131,13 @@ def refuse_a_broken_start(server):
     if problems:
         server.log.error("twin-server cannot start:\n%s", "\n".join(f"  - {p}" for p in problems))
         sys.exit(3)
+
+
+def post_fork(server, worker):
+    """Tell the worker's app how many threads it has (gunicorn's final setting, the command line included)."""
+    from twin_server.http.inflight import THREADS_ENV
+
+    os.environ[THREADS_ENV] = str(worker.cfg.threads)
 
 
 def child_exit(server, worker):

@@ -7,10 +7,13 @@ purpose: importing it loads neither Flask nor any backend SDK.
 """
 
 from twin_server import errors
+from twin_server.backends.events import DocumentEventStore, Documents, FileDocuments
 from twin_server.backends.protocols import (
     BackendContext,
     ConversationStore,
+    EventStore,
     LLMBackend,
+    Notifier,
     PersonaSource,
     SecretsProvider,
 )
@@ -31,12 +34,22 @@ from twin_server.errors import (
     TwinError,
     ValidationError,
 )
+from twin_server.events import Lead, Question, SessionActivity, describe, valid_email
+from twin_server.grounding.passages import Passage, persona_passages
 from twin_server.hookspecs import hookimpl
-from twin_server.persona_layout import FACTS_FILE, PERSONA_FILES, is_persona_file, parse_persona, select_persona_files
+from twin_server.persona_layout import (
+    FACTS_FILE,
+    PERSONA_FILES,
+    is_persona_file,
+    parse_persona,
+    public_persona,
+    select_persona_files,
+)
+from twin_server.replies import Reply, Tool, ToolCall, ToolResult, ToolRound
 from twin_server.retry import RetryConfig
 from twin_server.sessions import SESSION_ID_PATTERN, check_session_id, is_session_id, new_session_id
 from twin_server.telemetry.usage import report_usage
-from twin_server.types import Message, Persona, Prompt, utcnow
+from twin_server.types import Message, Persona, Prompt, Source, Summary, utcnow
 
 __version__ = "0.1.0"
 
@@ -52,11 +65,30 @@ __all__ = [
     "LLMBackend",
     "PersonaSource",
     "SecretsProvider",
+    "EventStore",
+    "Notifier",
     # value types
     "Message",
     "Persona",
     "Prompt",
+    "Source",
+    "Summary",
     "utcnow",
+    # replies and tools
+    "Reply",
+    "Tool",
+    "ToolCall",
+    "ToolResult",
+    "ToolRound",
+    # owner events, for event stores and notifiers
+    "Lead",
+    "Question",
+    "SessionActivity",
+    "describe",
+    "valid_email",
+    "Documents",
+    "DocumentEventStore",
+    "FileDocuments",
     # sessions
     "SESSION_ID_PATTERN",
     "check_session_id",
@@ -67,7 +99,11 @@ __all__ = [
     "PERSONA_FILES",
     "is_persona_file",
     "parse_persona",
+    "public_persona",
     "select_persona_files",
+    # the persona as passages (ids, titles), for a backend that cites what it used
+    "Passage",
+    "persona_passages",
     # errors
     "errors",
     *errors.__all__,

@@ -17,11 +17,16 @@ from twin_server.backends.building import build_backends, collect_backends
 from twin_server.backends.kinds import KINDS, operation_names, selector_defaults
 from twin_server.error_registry import ErrorRegistry, core_registry
 from twin_server.errors import ConfigurationError, PersonaError, StartupError
-from twin_server.http import auth, cors, page, proxy, sse, streaming
+from twin_server.grounding.context import Grounder, GroundingSettings
+from twin_server.grounding.summary import Summaries
+from twin_server.grounding.tokens import TokenCounter
+from twin_server.http import auth, cors, inflight, page, proxy, sse, streaming
 from twin_server.http import headers as security_headers
 from twin_server.http import openai as openai_api
+from twin_server.http import openapi
 from twin_server.http.problems import Renderers
 from twin_server.http.routes import bp
+from twin_server.owner import wiring as owner
 from twin_server.plugin_manager import call_register_hook, get_plugin_manager
 from twin_server.quotas import policy as quotas
 from twin_server.telemetry import wiring as telemetry
@@ -30,7 +35,7 @@ from twin_server.turn.turn import Turns
 log = logging.getLogger("twin_server")
 
 #: The optional parts whose settings are checked with the backends', so a bad start lists every problem.
-CHECKED_PARTS = (telemetry, security_headers, proxy, quotas, page, cors, auth, sse)
+CHECKED_PARTS = (telemetry, security_headers, proxy, quotas, inflight, page, cors, auth, sse, owner)
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -73,29 +78,40 @@ def create_app(
         settings.get_int(app.config, "MAX_CONTENT_LENGTH", minimum=1)
     except ConfigurationError as exc:
         problems.append(str(exc))
+    problems.extend(GroundingSettings.check(app.config))
+    owner_events = owner.build(app.config, backends, problems) if backends is not None else None
     if problems or backends is None:
         raise StartupError(problems)
+    grounding = GroundingSettings.from_config(app.config)
+    summaries = Summaries(backends.storage, backends.llm, window=history_window, every=grounding.summary_every)
+    turns = Turns(backends, history_window=history_window, max_message_chars=max_chars,
+                  grounder=Grounder(grounding, TokenCounter.for_backend(backends.llm)), summaries=summaries)
+    turns.after_turn.append(summaries.after_turn)
 
     app.extensions[EXTENSION_KEY] = TwinState(
         plugin_manager=pm,
         backends=backends,
         errors=error_registry,
-        turns=Turns(backends, history_window=history_window, max_message_chars=max_chars),
+        turns=turns,
         renderers=Renderers(),
         registered={kind.name: registries[kind.name].registrations() for kind in KINDS},
+        owner=owner_events,
     )
     _install_request_hooks(app)
     telemetry.install(app)
     security_headers.install(app)
     proxy.install(app)
     quotas.install(app)
+    inflight.install(app)
     app.register_blueprint(bp)
     page.install(app)
     cors.install(app)
     auth.install(app)
     streaming.install(app)
     openai_api.install(app)
+    owner.install(app)
     pm.hook.startup(app=app)
+    openapi.install(app)  # last: it documents every route, the plugins' included
     if warm_up:
         _warm_up(app)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pluggy
@@ -25,6 +25,10 @@ class TwinState:
     turns: Turns
     renderers: Renderers
     registered: Mapping[str, list[Any]]
+    #: Called by ``/ready`` after the persona and the store; raise when the app cannot serve chats.
+    readiness_probes: list[Callable[[], None]] = dataclasses.field(default_factory=list)
+    #: The owner's events (``twin_server.owner.recorder.OwnerEvents``).
+    owner: Any = None
 
     @property
     def max_message_chars(self) -> int:

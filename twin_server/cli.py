@@ -1,4 +1,4 @@
-"""The ``twin-server`` command: serve, chat, check, sweep, plugins.
+"""The ``twin-server`` command: serve, chat, check, init, eval, sweep, inbox, plugins, openapi.
 
 Nothing heavy is imported at module level, so ``twin-server --help`` loads no
 backend SDK.
@@ -78,7 +78,10 @@ def chat(session_id: str | None) -> None:
             for piece in reply:
                 click.echo(piece, nl=False)
             click.echo()
-            if reply.finish(complete=True).history_saved is False:
+            result = reply.finish(complete=True)
+            if result.sources:
+                click.secho("sources: " + "; ".join(source.title for source in result.sources), dim=True)
+            if result.history_saved is False:
                 click.echo("(this turn could not be saved; see the log)", err=True)
         except TwinError as exc:
             if reply is not None:
@@ -101,8 +104,15 @@ def check() -> None:
         failures = 0
         for kind, name in state.backends.names().items():
             click.echo(f"{kind:8} {name}")
+        def persona_line() -> str:
+            persona = state.turns.persona()
+            grounder = state.turns.grounder
+            grounder.check(persona, "?")  # a core that fills TWIN_CONTEXT_TOKENS fails here, saying so
+            core = grounder.view(persona).core_tokens
+            return f"{persona.full_name} (its core takes ~{core} of {grounder.settings.context_tokens} tokens)"
+
         checks = {
-            "persona": lambda: f"{state.turns.persona().full_name}",
+            "persona": persona_line,
             "storage": lambda: f"{len(state.backends.storage.load('twin-server-check', 1))} messages in a probe session",
         }
         for label, probe in checks.items():
@@ -136,8 +146,9 @@ def evaluate(cases_file: str, output_format: str, min_score: float | None, judge
         cases = evaluation.load_cases(cases_file)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    state = _build_app().extensions[EXTENSION_KEY]
-    turns = state.turns
+    # The owner is not told about an eval's leads and questions: only the log notifier runs.
+    state = _build_app(config_overrides={"NOTIFY": "log"}).extensions[EXTENSION_KEY]
+    turns, owner = state.turns, state.owner
 
     def ask(session_id: str, text: str) -> str:
         return turns.run(TurnRequest(session_id, text)).response
@@ -153,18 +164,52 @@ def evaluate(cases_file: str, output_format: str, min_score: float | None, judge
             filled = 30 * done // total
             click.echo(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", nl=done == total, err=True)
 
+    def unanswered_recorded(session_id: str) -> bool:
+        owner.delivery.drain(timeout=10)  # detected events are stored by the delivery worker
+        return any(session_id in question.asks for question in owner.questions())
+
+    def finished(session_id: str) -> None:  # an eval leaves no conversation and no owner event behind
+        if owner is not None:
+            owner.delivery.drain(timeout=10)
+            owner.forget_session(session_id)
+        state.backends.storage.delete(session_id)
+
     report = evaluation.run_cases(
         cases,
         ask,
-        unanswered_recorded=getattr(turns, "unanswered_recorded", None),
+        unanswered_recorded=unanswered_recorded if owner is not None else None,
         judge=judge_reply if judge else None,
-        finished=state.backends.storage.delete,  # an eval leaves no conversation (and no owner event) behind
+        finished=finished,
         progress=progress,
     )
     click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False) if output_format == "json" else report.to_table())
     if min_score is not None and report.score < min_score:
         click.echo(f"score {report.score:.3f} is below --min-score {min_score:g}", err=True)
         sys.exit(1)
+
+
+@main.command()
+def init() -> None:
+    """Create what the selected backends need (a DynamoDB table, an S3 bucket); does nothing when all exists."""
+    from twin_server.errors import TwinError
+    from twin_server.app_state import EXTENSION_KEY
+
+    backends = _build_app().extensions[EXTENSION_KEY].backends
+    done = []
+    for kind, backend in backends.selected():
+        name = backend.name
+        provision = getattr(backend.backend, "provision", None)
+        if provision is None:
+            continue
+        try:
+            lines = provision()
+        except TwinError as exc:
+            raise click.ClickException(f"{kind} backend {name!r}: {exc}") from exc
+        for line in lines:
+            click.echo(f"{kind} {name}: {line}")
+        done += lines
+    if not done:
+        click.echo("nothing to do: everything the selected backends need exists")
 
 
 @main.command()
@@ -191,9 +236,31 @@ def sweep(max_age: float | None) -> None:
         )
     try:
         removed = sweeper(max_age)
+        owner = app.extensions[EXTENSION_KEY].owner
+        expired = owner.expire(max_age, lambda session_id: bool(store.load(session_id, 1)))
     except TwinError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"erased {removed} session(s) untouched for more than {max_age:g} s")
+    click.echo(f"erased {removed} session(s) untouched for more than {max_age:g} s, "
+               f"and the owner events of {expired} session(s) gone as long")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (as GET /owner/leads and /owner/unanswered).")
+@click.option("--retry", is_flag=True, help="First deliver again every event a notifier failed or never got.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="Entries of each list.")
+def inbox(as_json: bool, retry: bool, limit: int) -> None:
+    """What your twin recorded for you: leads and unanswered questions."""
+    from twin_server.owner.inbox import run
+
+    run(_build_app(warm_up=False), as_json=as_json, retry=retry, limit=limit)
+
+
+@main.command()
+def openapi() -> None:
+    """Print the OpenAPI document of the configured app (what GET /openapi.json serves)."""
+    from twin_server.http.openapi import document_of, dumps
+
+    click.echo(dumps(document_of(_build_app(warm_up=False))), nl=False)
 
 
 @main.command("plugins")

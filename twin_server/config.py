@@ -20,6 +20,9 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_WINDOW": 20,
     "MAX_MESSAGE_CHARS": 4000,
     "MAX_CONTENT_LENGTH": 64 * 1024,
+    "CONTEXT_TOKENS": 8000,
+    "KNOWLEDGE_SHARE": 0.5,
+    "SUMMARY_EVERY": 6,
 }
 
 _TRUE = {"1", "true", "yes", "on"}

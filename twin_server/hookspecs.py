@@ -6,9 +6,10 @@ A plugin is any module or object with functions decorated by
 ``twin_server`` entry-point group exactly like third-party ones.
 
 Backends are chosen by *name* from configuration, never by which plugin
-answered first: the four ``register_*`` hooks give every plugin a
+answered first: the five backend ``register_*`` hooks give every plugin a
 ``register(name, factory)`` callback, and ``create_app`` picks the factory named
-by ``TWIN_STORAGE``, ``TWIN_PERSONA``, ``TWIN_SECRETS`` and ``TWIN_LLM``.
+by ``TWIN_STORAGE``, ``TWIN_PERSONA``, ``TWIN_SECRETS`` and ``TWIN_LLM``, and
+the factories listed by ``TWIN_NOTIFY``.
 
 A factory is called once per app with a ``BackendContext`` (``.config``, the
 app's configuration mapping; ``.secret(name)``, a secret read through the
@@ -68,6 +69,19 @@ def register_llm_backends(register):
 
 
 @hookspec
+def register_notifiers(register):
+    """Called once per app at startup to collect notifiers (how the owner hears of a lead or an
+    unanswered question).
+
+    Call ``register(name, factory)``; the factory returns an object with
+    ``notify(event, timeout)`` (see ``twin_server.Notifier``). ``TWIN_NOTIFY``
+    selects a comma-separated list of them (default ``log``). Deliveries run on
+    a worker thread after the reply, through the core's retry
+    (``TWIN_NOTIFY_TIMEOUT``, ``TWIN_RETRY_NOTIFY_*``). Returns nothing.
+    """
+
+
+@hookspec
 def register_errors(register):
     """Called once per app at startup to extend the error-to-status registry.
 
@@ -82,7 +96,7 @@ def register_errors(register):
 def retry_policy(operation):
     """Called once per app and operation kind at startup.
 
-    ``operation`` is "storage", "persona", "secrets" or "llm". Return a
+    ``operation`` is "storage", "persona", "secrets", "llm" or "notify". Return a
     ``twin_server.retry.RetryConfig`` to change the defaults for that kind, or
     None to leave them; the first non-None answer wins, and ``TWIN_RETRY_*``
     settings then override its fields.
@@ -94,4 +108,19 @@ def startup(app):
     """Called once at the end of ``create_app`` with the built Flask app.
 
     For plugins that add routes, blueprints or request hooks. Returns nothing.
+    """
+
+
+@hookspec
+def register_openapi(register):
+    """Called once per app at the end of ``create_app``, after ``startup``, to document plugin routes.
+
+    Call ``register(endpoint, summary, **details)`` for each route this plugin
+    added and wants in ``GET /openapi.json``; ``endpoint`` is the Flask endpoint
+    name (``"my_blueprint.view"``: the path and method come from the URL map).
+    Details (see ``twin_server.http.openapi.operation``): ``body``, ``path``,
+    ``query`` (marshmallow schemas), ``responses`` (status → schema, ``None``,
+    or ``{media_type: schema}``), ``errors`` (statuses), ``security``,
+    ``description``, ``tags``. A route nobody registers stays out of the
+    document. Returns nothing.
     """

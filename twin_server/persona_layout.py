@@ -8,6 +8,20 @@ A persona is a handful of files side by side (a directory, an S3 prefix, ...)::
     linkedin.pdf   optional: a LinkedIn profile export (text read with pypdf, if installed)
     *.md           optional: knowledge notes, e.g. projects.md, faq.md
 
+Private material stays in the files but never reaches the twin: ``facts.json``
+may list keys under ``"private"`` (``{"private": ["salary"], "salary": ...}``),
+and a note may start with front matter holding ``private: true``::
+
+    ---
+    private: true
+    ---
+    Notes for myself only.
+
+``parse_persona`` leaves both out of the ``Persona`` it builds (and strips any
+front matter from the notes it keeps); ``public_persona`` does the same for a
+``Persona`` a third-party source built itself, so the core applies it to every
+persona before a prompt is made.
+
 A source fetches the files that ``is_persona_file`` accepts and hands their
 bytes to ``parse_persona``, which validates them and builds the ``Persona``.
 Everything wrong with them becomes a ``PersonaError`` with a message an
@@ -41,12 +55,18 @@ PERSONA_FILES: frozenset[str] = frozenset({FACTS_FILE, SUMMARY_FILE, STYLE_FILE,
 
 __all__ = [
     "PERSONA_FILES",
+    "PRIVATE_KEY",
     "FactsSchema",
     "is_persona_file",
     "select_persona_files",
     "parse_persona",
     "parse_facts",
+    "public_persona",
+    "split_front_matter",
 ]
+
+#: The facts.json key listing the keys that stay private.
+PRIVATE_KEY = "private"
 
 
 def is_persona_file(name: str) -> bool:
@@ -135,6 +155,7 @@ class FactsSchema(Schema):
     education = fields.List(_TextOrObject(), allow_none=True)
     projects = fields.List(fields.Nested(ProjectSchema), allow_none=True)
     interests = _texts()
+    private = _texts()
 
 
 _FACTS_SCHEMA = FactsSchema()
@@ -172,7 +193,75 @@ def parse_facts(raw: bytes | str, where: str = FACTS_FILE) -> dict[str, Any]:
         raise PersonaError(f"{where} is invalid: {problems}") from None
     ordered = {key: loaded[key] for key in data if key in loaded}
     ordered["full_name"] = ordered["full_name"].strip()
+    if "full_name" in (ordered.get(PRIVATE_KEY) or ()):
+        raise PersonaError(f"{where} is invalid: private: full_name cannot be private (the twin needs a name)")
     return ordered
+
+
+# --- private material ---------------------------------------------------------
+
+
+def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """(front matter, body) of a note: ``key: value`` lines between two ``---`` lines at its top.
+
+    Only flat ``key: value`` pairs are read (``true``/``false``/``yes``/``no`` become booleans); a
+    note without front matter is returned whole with ``{}``.
+    """
+    stripped = text.lstrip("\ufeff")
+    lines = stripped.splitlines()
+    if not lines or lines[0].strip() != "---":
+        return {}, text
+    for end in range(1, len(lines)):
+        if lines[end].strip() in ("---", "..."):
+            break
+    else:
+        return {}, text  # no closing line: not front matter
+    meta: dict[str, Any] = {}
+    for line in lines[1:end]:
+        key, sep, value = line.partition(":")
+        if not sep or not key.strip() or line[:1].isspace():
+            continue
+        value = value.strip().strip("'\"")
+        lowered = value.lower()
+        meta[key.strip().lower()] = True if lowered in ("true", "yes") else False if lowered in ("false", "no") else value
+    return meta, "\n".join(lines[end + 1:]).strip()
+
+
+def _private_keys(facts: Mapping[str, Any]) -> set[str]:
+    listed = facts.get(PRIVATE_KEY) or ()
+    if isinstance(listed, str):
+        listed = [listed]
+    return {str(key) for key in listed} if isinstance(listed, (list, tuple, str)) else set()
+
+
+def _public_facts(facts: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    private = _private_keys(facts)
+    missing = sorted(private - set(facts))
+    if missing:
+        # A misspelt key would leave the real one public: say so.
+        log.warning("%sfacts.json lists private keys it does not have: %s", where, ", ".join(missing))
+    return {key: value for key, value in facts.items() if key != PRIVATE_KEY and key not in private}
+
+
+def _public_notes(notes: Mapping[str, str]) -> dict[str, str]:
+    kept: dict[str, str] = {}
+    for name, text in notes.items():
+        meta, body = split_front_matter(text)
+        if meta.get("private") is True or str(meta.get("private", "")).lower() in ("true", "yes"):
+            continue
+        if body.strip():
+            kept[name] = body
+    return kept
+
+
+def public_persona(persona: Persona) -> Persona:
+    """``persona`` without its private facts and notes; the same object when it has none."""
+    facts = _public_facts(persona.facts) if PRIVATE_KEY in persona.facts else persona.facts
+    notes = _public_notes(persona.notes)
+    if facts is persona.facts and notes == dict(persona.notes):
+        return persona
+    return Persona(full_name=persona.full_name, facts=facts, summary=persona.summary, style=persona.style,
+                   linkedin=persona.linkedin, notes=notes)
 
 
 # --- the other files --------------------------------------------------------
@@ -228,9 +317,9 @@ def parse_persona(files: Mapping[str, bytes], source: str = "") -> Persona:
                 notes[name[: -len(NOTE_SUFFIX)]] = text
     return Persona(
         full_name=facts["full_name"],
-        facts=facts,
+        facts=_public_facts(facts, where),
         summary=summary,
         style=style,
         linkedin=linkedin,
-        notes=notes,
+        notes=_public_notes(notes),
     )

@@ -14,17 +14,22 @@ from twin_server import hookspecs
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
+DEFAULTS_PLUGIN = "twin_server.defaults"
 
 
 def get_plugin_manager(plugins: Iterable[object] = (), *, entrypoints: bool = True) -> pluggy.PluginManager:
     """Build a plugin manager.
 
-    ``entrypoints`` loads every installed ``twin_server`` entry point (the
-    bundled plugins included); ``plugins`` are extra plugin objects registered
-    after them, which is how tests and embedders add their own.
+    The core's own backends (``twin_server.backends.defaults``) are always
+    registered first; ``entrypoints`` loads every installed ``twin_server``
+    entry point (the bundled plugins included); ``plugins`` are extra plugin
+    objects registered after them, which is how tests and embedders add their own.
     """
+    from twin_server.backends import defaults
+
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
+    pm.register(defaults, name=DEFAULTS_PLUGIN)  # the core's own backends, a plugin like the others
     if entrypoints:
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     for plugin in plugins:

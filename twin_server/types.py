@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from twin_server.replies import Tool, ToolRound
 
 Role = Literal["user", "assistant"]
 _DECODER = json.JSONDecoder()  # json.loads re-checks its arguments on every call; stores call this per line
@@ -22,13 +25,37 @@ def utcnow() -> datetime:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Source:
+    """A persona passage a reply is based on: its stable ``id`` and a ``title`` a person can read."""
+
+    id: str
+    title: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "title": self.title}
+
+    @classmethod
+    def from_dicts(cls, items: Any) -> tuple["Source", ...]:
+        """The well-formed ``{"id", "title"}`` entries of a stored list (others are skipped)."""
+        if not isinstance(items, list):
+            return ()
+        return tuple(
+            cls(item["id"], item["title"])
+            for item in items
+            if isinstance(item, Mapping) and isinstance(item.get("id"), str) and isinstance(item.get("title"), str)
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Message:
-    """One message of a conversation. ``complete`` is False for a reply cut short."""
+    """One message of a conversation. ``complete`` is False for a reply cut short; ``sources`` are
+    the persona passages a reply was based on (empty for a visitor's message)."""
 
     role: Role
     content: str
     timestamp: datetime = dataclasses.field(default_factory=utcnow)
     complete: bool = True
+    sources: tuple[Source, ...] = ()
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -47,6 +74,8 @@ class Message:
         }
         if not self.complete:
             data["complete"] = False
+        if self.sources:
+            data["sources"] = [source.to_dict() for source in self.sources]
         return data
 
     @classmethod
@@ -58,7 +87,8 @@ class Message:
         complete = data.get("complete", True)
         if not isinstance(complete, bool):
             raise TypeError("complete must be a boolean")
-        return cls(role=data["role"], content=data["content"], timestamp=stamp, complete=complete)
+        sources = Source.from_dicts(data["sources"]) if "sources" in data else ()
+        return cls(role=data["role"], content=data["content"], timestamp=stamp, complete=complete, sources=sources)
 
 
     def to_json_line(self) -> bytes:
@@ -124,7 +154,10 @@ class Prompt:
 
     ``messages`` is oldest first with the new user message last; ``timeout`` is
     the number of seconds left before the call's deadline when this attempt
-    starts (None when there is no deadline).
+    starts (None when there is no deadline). ``tools`` are offered only to a
+    backend that declares ``supports_tools = True``; ``tool_rounds`` are the
+    model's earlier calls in this turn and the core's results, after the last
+    user message (see ``twin_server.replies``).
     """
 
     system: str
@@ -132,6 +165,70 @@ class Prompt:
     persona: Persona
     timeout: float | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: The passages in this prompt that bear on the new message, best first: the reply's sources
+    #: unless the backend narrows them with ``cite``.
+    sources: tuple[Source, ...] = ()
+    #: Set by the turn; ``cite`` reports to it.
+    on_cite: Callable[[tuple[str, ...]], None] | None = dataclasses.field(default=None, repr=False, compare=False)
+    tools: tuple["Tool", ...] = ()
+    tool_rounds: tuple["ToolRound", ...] = ()
 
     def with_timeout(self, timeout: float | None) -> "Prompt":
         return dataclasses.replace(self, timeout=timeout)
+
+    def cite(self, ids: Iterable[str]) -> None:
+        """The backend says which persona passages (by id) its reply is based on; ``[]`` for none.
+
+        The last call of a turn wins; ids the persona does not have (or holds private) are ignored.
+        A backend that never calls it gets ``sources``. The offline model cites what it said; a
+        tool-calling backend can offer the model a ``cite(ids)`` tool that ends up here.
+        """
+        if self.on_cite is not None:
+            self.on_cite(tuple(str(i) for i in ids))
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """The rolling summary of a session's earlier messages, kept by the store beside the session.
+
+    ``through`` is the timestamp of the newest message it covers and ``messages`` how many
+    messages it covers in all.
+    """
+
+    text: str
+    through: datetime
+    messages: int = 0
+    updated: datetime = dataclasses.field(default_factory=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        def stamp(moment: datetime) -> str:
+            return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+        return {"text": self.text, "through": stamp(self.through), "messages": self.messages,
+                "updated": stamp(self.updated)}
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Summary":
+        """Inverse of ``to_dict``; ValueError for anything that is not a summary."""
+        try:
+            if not isinstance(data, Mapping) or not isinstance(data["text"], str):
+                raise TypeError("not a summary")
+            stamps = [datetime.fromisoformat(data[key]) for key in ("through", "updated")]
+            stamps = [s if s.tzinfo else s.replace(tzinfo=timezone.utc) for s in stamps]
+            count = data.get("messages", 0)
+            if type(count) is not int or count < 0:
+                raise TypeError("messages must be a whole number")
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"not a stored summary ({type(exc).__name__})") from exc
+        return cls(data["text"], stamps[0], count, stamps[1])
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "Summary":
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError("not a stored summary (not JSON)") from exc
+        return cls.from_dict(data)

@@ -1,6 +1,6 @@
-"""twin-server's AWS plugin: S3 memory and persona, Secrets Manager, Bedrock.
+"""twin-server's AWS plugin: S3 or DynamoDB memory, S3 persona, Secrets Manager, Bedrock.
 
-Registers the storage backend ``s3``, the persona source ``s3``, the secrets
+Registers the storage backends ``s3`` and ``dynamodb``, the persona source ``s3``, the secrets
 provider ``aws`` and the language model ``bedrock``. Importing this package
 imports no boto3: each module is loaded when its backend is selected, and
 without the ``aws`` extra that selection fails at startup with
@@ -17,7 +17,13 @@ def register_storage_backends(register):
 
         return S3ConversationStore.from_config(context.config)
 
+    def dynamodb(context):
+        from twin_aws.dynamodb import DynamoDBConversationStore
+
+        return DynamoDBConversationStore.from_config(context.config)
+
     register("s3", s3)
+    register("dynamodb", dynamodb)
 
 
 @hookimpl

@@ -13,8 +13,9 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from twin_aws.bedrock_tools import StreamedUses, calls_of, round_messages, tool_config
 from twin_aws.clients import make_client, operation_timeout, require_boto3, translate, translated
-from twin_server import Message, Prompt, report_usage, Settings
+from twin_server import Message, Prompt, Reply, report_usage, Settings
 from twin_server.errors import BackendError, BackendTimeout, ConfigurationError, HistoryTooLong, TwinError
 
 __all__ = ["BedrockLLM", "converse_messages", "supports_prompt_cache"]
@@ -53,11 +54,19 @@ def converse_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 
 
 class BedrockLLM:
-    """An LLMBackend over one Bedrock model. ``client`` is the bedrock-runtime client."""
+    """An LLMBackend over one Bedrock model. ``client`` is the bedrock-runtime client.
 
-    def __init__(self, client: Any, model_id: str, inference: Mapping[str, Any], prompt_cache: bool) -> None:
+    ``supports_tools`` (``TWIN_BEDROCK_TOOLS``, default on): the owner's tools go in ``toolConfig``.
+    """
+
+    #: The core may ask ``complete`` for a conversation's rolling summary.
+    summarises = True
+
+    def __init__(self, client: Any, model_id: str, inference: Mapping[str, Any], prompt_cache: bool,
+                 tools: bool = True) -> None:
         self.client, self.model_id, self.prompt_cache = client, model_id, prompt_cache
         self.inference = dict(inference)
+        self.supports_tools = tools
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "BedrockLLM":
@@ -77,8 +86,9 @@ class BedrockLLM:
                 if value > 1:
                     raise ConfigurationError(f"TWIN_{key} must be from 0 to 1, not {value:g}")
                 inference[field] = value
+        tools = settings.get_bool("BEDROCK_TOOLS", True)
         client = make_client("bedrock-runtime", operation_timeout(config, "llm"), what="llm backend 'bedrock'")
-        return cls(client, model_id, inference, _prompt_cache(config, model_id))
+        return cls(client, model_id, inference, _prompt_cache(config, model_id), tools)
 
     def __repr__(self) -> str:
         return f"BedrockLLM({self.model_id!r})"
@@ -88,11 +98,16 @@ class BedrockLLM:
         messages = converse_messages(prompt.messages)
         if not messages or messages[-1]["role"] != "user":
             raise BackendError("a Bedrock conversation must end with the user's message")
+        messages += round_messages(prompt.tool_rounds)
         inference = dict(self.inference)
         for option, field in _OPTIONS.items():
             if prompt.options.get(option) is not None:
                 inference[field] = prompt.options[option]
+        # TWIN_BEDROCK_MAX_TOKENS is a ceiling: a caller may ask for less, never for more.
+        inference["maxTokens"] = min(inference["maxTokens"], self.inference["maxTokens"])
         request: dict[str, Any] = {"modelId": self.model_id, "messages": messages, "inferenceConfig": inference}
+        if prompt.tools:
+            request["toolConfig"] = tool_config(prompt.tools)
         if prompt.system.strip():
             system: list[dict[str, Any]] = [{"text": prompt.system}]
             if self.prompt_cache:
@@ -100,29 +115,41 @@ class BedrockLLM:
             request["system"] = system
         return request
 
-    def complete(self, prompt: Prompt) -> str:
+    def complete(self, prompt: Prompt) -> Reply:
         _check_deadline(prompt)
         with translated(f"Bedrock Converse with {self.model_id}", _special):
             response = self.client.converse(**self.request(prompt))
         _report(response)
         blocks = ((response.get("output") or {}).get("message") or {}).get("content") or []
-        return "".join(block.get("text", "") for block in blocks)
+        text = "".join(block.get("text", "") for block in blocks)
+        calls = calls_of(blocks) if prompt.tools else ()
+        return Reply(text, tool_calls=calls, finish_reason=_finish(response.get("stopReason")))
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
         _check_deadline(prompt)
         action = f"Bedrock ConverseStream with {self.model_id}"
         with translated(action, _special):
             events = self.client.converse_stream(**self.request(prompt))["stream"]
+        uses, stop = StreamedUses(), None
         try:
             for event in _translated_events(events, action):
                 _report(event.get("metadata"))
                 text = ((event.get("contentBlockDelta") or {}).get("delta") or {}).get("text")
                 if text:
                     yield text
+                uses.add(event)
+                stop = (event.get("messageStop") or {}).get("stopReason") or stop
         finally:
             close = getattr(events, "close", None)
             if close is not None:
                 close()  # the caller may stop reading early; free the connection
+        calls = uses.calls() if prompt.tools else ()
+        if calls or _finish(stop) != "stop":
+            yield Reply("", tool_calls=calls, finish_reason=_finish(stop))
+
+
+def _finish(stop_reason: Any) -> str:
+    return "length" if stop_reason == "max_tokens" else "stop"
 
 
 def _report(body: Any) -> None:

@@ -2,13 +2,17 @@
 
 boto3 is imported here, and only when a backend is built, so ``import twin_aws``
 costs nothing and a missing ``aws`` extra is a clear ``ConfigurationError``.
-Every client is built once per backend with botocore's own retries off (the
-core retries) and timeouts taken from the operation's deadline.
+Every client (s3, dynamodb, secretsmanager, bedrock-runtime) is built once per
+backend with botocore's own retries off (``total_max_attempts=1``: the core
+retries; DynamoDB's default of 10 tries included) and timeouts taken from the
+operation's deadline.
 
 ``translate`` picks the most specific core error for a botocore exception::
 
-    throttling codes (SlowDown, ThrottlingException, ...)    RateLimited
-    5xx, InternalError, ServiceUnavailable, connection lost  BackendUnavailable
+    throttling codes (SlowDown, ThrottlingException,
+      ProvisionedThroughputExceededException, ...)           RateLimited
+    5xx, InternalError, ServiceUnavailable, connection lost,
+      DynamoDB's TransactionConflictException                BackendUnavailable
     read timeouts, RequestTimeout, ModelTimeoutException     BackendTimeout
     bad or unauthorised credentials, missing bucket, region  ConfigurationError
     any other refusal                                        BackendError
@@ -48,6 +52,7 @@ _THROTTLING = {
 _UNAVAILABLE = {
     "serviceunavailable", "serviceunavailableexception", "internalerror", "internalfailure",
     "internalservererror", "internalserverexception", "internalserviceerror", "modelnotreadyexception",
+    "transactionconflictexception", "transactioninprogressexception",
 }
 _TIMEOUT = {"requesttimeout", "requesttimeoutexception", "modeltimeoutexception"}
 _CREDENTIALS = {

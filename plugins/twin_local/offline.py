@@ -25,7 +25,8 @@ from twin_local.analysis import normalise, query_groups, query_terms
 from twin_local.index import PersonaIndex
 from twin_local.passages import Passage, follow_on, lower_first
 from twin_server.errors import ConfigurationError
-from twin_server import Message, Persona, Prompt, Settings
+from twin_local.replies import offline_reply
+from twin_server import Message, Persona, Prompt, Reply, Settings, persona_passages
 
 __all__ = ["OfflineLLM", "PersonaIndex", "NOT_COVERED", "is_not_covered"]
 
@@ -76,13 +77,34 @@ class OfflineLLM:
     def from_config(cls, config: Mapping[str, Any]) -> "OfflineLLM":
         return cls(max_passages=Settings(config).get_int("OFFLINE_MAX_PASSAGES", 3, minimum=1, maximum=5))
 
-    def complete(self, prompt: Prompt) -> str:
-        return self.reply(prompt.persona, prompt.messages)
+    def complete(self, prompt: Prompt) -> Reply:
+        """The reply; ``covered`` is False for the honest "not covered" answer (an unanswered question)."""
+        text = self.reply(prompt.persona, prompt.messages)
+        prompt.cite(self.sources(prompt.persona, text))
+        return offline_reply(text, prompt.options, covered=not is_not_covered(text))
+
+    def sources(self, persona: Persona, reply: str) -> list[str]:
+        """The ids of the persona passages (``twin_server.persona_passages``) this reply said, in its order."""
+        used = [p for p in self.index(persona).passages if p.text in reply or follow_on(p.text, p.text) in reply]
+        used.sort(key=lambda p: reply.find(p.text) if p.text in reply else reply.find(follow_on(p.text, p.text)))
+        passages = persona_passages(persona)
+        ids = []
+        for passage in used:
+            note = next((t[5:] for t in passage.tags if t.startswith("note:")), None)
+            file = f"{note}.md" if note else "summary.txt" if "summary" in passage.tags else (
+                "linkedin.pdf" if "linkedin" in passage.tags else "facts.json")
+            found = passages.attribute(passage.text, file)
+            if found is not None:
+                ids.append(found.id)
+        return ids
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
-        text = self.complete(prompt)
-        # Word-sized pieces, each with the whitespace after it, so they join back to exactly ``text``.
-        yield from re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
+        reply = self.complete(prompt)
+        # Word-sized pieces, each with the whitespace after it, so they join back to exactly the reply;
+        # the last one is a Reply, to say whether it was covered or cut.
+        pieces = re.findall(r"\s*\S+\s*", reply) or [str(reply)]
+        yield from pieces[:-1]
+        yield Reply(pieces[-1], finish_reason=reply.finish_reason, covered=reply.covered)
 
     def index(self, persona: Persona) -> PersonaIndex:
         index = self._index

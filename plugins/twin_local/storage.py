@@ -3,7 +3,9 @@
 Layout under the data directory::
 
     <root>/<session_id>.jsonl    one Message.to_dict() per line, oldest first
+    <root>/<session_id>.summary.json   its rolling summary, when it has one (``twin_local.summaries``)
     <root>/.locks/<n>.lock       flock stripes, n = crc32(session_id) % 64
+    <root>/owner-events/         the owner's leads and unanswered questions (``event_store()``)
 
 A turn is appended with a single ``write`` under an exclusive ``flock`` on the
 session's stripe, so concurrent appends from threads and processes never
@@ -31,10 +33,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from twin_local import summaries
 from twin_local.stripe_locks import LOCK_STRIPES, ProcessLocks, StripeLocks  # noqa: F401  (LOCK_STRIPES: the layout)
 from twin_local.tail_cache import Tail, TailCache, as_stored
 from twin_server.errors import BackendUnavailable, ConfigurationError, ValidationError
-from twin_server import is_session_id, Message
+from twin_server import is_session_id, Message, Summary
 
 __all__ = ["FilesystemStore"]
 
@@ -149,6 +152,7 @@ class FilesystemStore:
         try:
             with self._lock(session_id, fcntl.LOCK_EX) as stripes:
                 stripes.tails.drop(session_id)
+                summaries.remove(self._summary_path(session_id))
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
@@ -156,6 +160,35 @@ class FilesystemStore:
                 return True
         except OSError as exc:
             raise _unavailable("delete", exc) from exc
+
+    # -- the rolling summary (optional part of the protocol) -------------------
+
+    def load_summary(self, session_id: str) -> Summary | None:
+        return summaries.load(self._summary_path(session_id), session_id)
+
+    def save_summary(self, session_id: str, summary: Summary) -> None:
+        try:
+            with self._lock(session_id, fcntl.LOCK_EX):
+                summaries.save(self._summary_path(session_id), Path(self._path(session_id)), summary)
+        except OSError as exc:
+            raise _unavailable("write the summary of", exc) from exc
+
+    def _summary_path(self, session_id: str) -> Path:
+        return Path(self._path(session_id)[: -len(SUFFIX)] + summaries.SUFFIX)
+
+    # -- the optional methods (see ConversationStore) -------------------------
+
+    def event_store(self):
+        """The owner's events, under ``<root>/owner-events``."""
+        from twin_local.listing import event_store
+
+        return event_store(self.root)
+
+    def sessions(self, limit: int, cursor: str | None = None):
+        """The conversations, last written first (see ``twin_local.listing``)."""
+        from twin_local.listing import list_sessions
+
+        return list_sessions(self.root, limit, cursor)
 
     # -- expiry (TWIN_SESSION_TTL) -------------------------------------------
 
@@ -189,6 +222,7 @@ class FilesystemStore:
                     return False
                 stripes.tails.drop(session_id)
                 os.unlink(path)
+                summaries.remove(self._summary_path(session_id))
                 return True
         except FileNotFoundError:  # deleted by someone else meanwhile
             return False

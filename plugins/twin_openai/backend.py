@@ -31,8 +31,9 @@ import orjson
 
 from twin_openai.config import OpenAISettings
 from twin_openai.errors import API_KEY_SECRET
+from twin_openai.tools import StreamedCalls, calls_of, round_messages, tool_specs
 from twin_openai.translate import ErrorTranslator
-from twin_server import Prompt, report_usage
+from twin_server import Prompt, Reply, report_usage
 from twin_server.errors import BackendError, BackendTimeout
 
 log = logging.getLogger("twin_openai")
@@ -47,7 +48,11 @@ OVERRIDES: dict[str, str] = {"temperature": "temperature", "max_tokens": "max_to
 
 
 class OpenAIBackend:
-    """``complete`` and ``stream`` over an OpenAI-compatible chat-completions API."""
+    """``complete`` and ``stream`` over an OpenAI-compatible chat-completions API, with tools
+    (``TWIN_OPENAI_TOOLS``, on by default: ``supports_tools``)."""
+
+    #: The core may ask ``complete`` for a conversation's rolling summary.
+    summarises = True
 
     def __init__(self, client: openai.OpenAI, settings: OpenAISettings, translate: ErrorTranslator) -> None:
         self.client = client
@@ -61,6 +66,7 @@ class OpenAIBackend:
         self._base_body = base
         self._stream_cls = openai.Stream[object]
         self._url = settings.base_url + COMPLETIONS_PATH
+        self.supports_tools = settings.tools
 
     @classmethod
     def from_context(cls, context: Any) -> "OpenAIBackend":
@@ -81,7 +87,7 @@ class OpenAIBackend:
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.settings.model!r}, base_url={self.settings.base_url!r})"
 
-    def complete(self, prompt: Prompt) -> str:
+    def complete(self, prompt: Prompt) -> Reply:
         body, options = self._request(prompt)
         content = _encode(body)
         try:
@@ -91,7 +97,7 @@ class OpenAIBackend:
         except ValueError as exc:  # a 200 whose JSON does not parse
             raise self._not_a_completion() from exc
         _report(data)
-        return self._reply_text(data)
+        return self._reply(data)
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
         """Text deltas as the server sends them; the request is made at the first ``next()``."""
@@ -103,29 +109,40 @@ class OpenAIBackend:
                 self._url, content=content, cast_to=object, options=options,
                 stream=True, stream_cls=self._stream_cls,
             )
-            said_something = False
+            said_something, calls, finish = False, StreamedCalls(), None
             with chunks:
                 for chunk in chunks:
                     _report(chunk)  # servers that count a stream send usage on its last chunk
-                    text = _delta_text(chunk)
-                    if text:
+                    delta, finish = _delta(chunk, finish)
+                    text = delta.get("content")
+                    if isinstance(text, str) and text:
                         said_something = True
                         yield text
+                    if delta.get("tool_calls"):
+                        calls.add(delta["tool_calls"])
         except openai.OpenAIError as exc:
             raise self.translate(exc) from exc
         except ValueError as exc:  # an event whose JSON does not parse
             raise self._not_a_completion() from exc
-        if not said_something:
+        found = calls.calls() if prompt.tools else ()
+        if not said_something and not found:
             raise BackendError(f"{self.settings.base_url} streamed no text")
+        if found or finish == "length":
+            yield Reply("", tool_calls=found, finish_reason="length" if finish == "length" else "stop")
 
     def _request(self, prompt: Prompt) -> tuple[dict[str, Any], dict[str, Any]]:
         messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
         messages += [{"role": m.role, "content": m.content} for m in prompt.messages]
+        messages += round_messages(prompt.tool_rounds)
         body = {**self._base_body, "messages": messages}
+        if prompt.tools:
+            body["tools"] = tool_specs(prompt.tools)
         if prompt.options:
             for option, field in OVERRIDES.items():
                 value = prompt.options.get(option)
                 if value is not None:
+                    if option == "max_tokens" and self.settings.max_tokens is not None:
+                        value = min(value, self.settings.max_tokens)  # the operator's cap is a ceiling
                     body[field] = value
         return body, {"timeout": self._timeout(prompt.timeout)}
 
@@ -137,19 +154,23 @@ class OpenAIBackend:
             raise BackendTimeout("no time was left for the call to the language model")
         return min(left, limit)
 
-    def _reply_text(self, data: Any) -> str:
+    def _reply(self, data: Any) -> Reply:
         try:
             choice = data["choices"][0]
-            text = choice["message"]["content"]
-        except (KeyError, IndexError, TypeError):
+            message = choice["message"]
+            text = message.get("content")
+        except (KeyError, IndexError, TypeError, AttributeError):
             raise self._not_a_completion() from None
-        if not isinstance(text, str) or not text:
+        calls = calls_of(message)
+        if (not isinstance(text, str) or not text) and not calls:
             raise BackendError(
                 f"{self.settings.base_url} answered with no text (finish_reason={choice.get('finish_reason')!r})"
             )
+        finish = "stop"
         if choice.get("finish_reason") == "length":
             log.warning("the reply of model %s was cut at its token limit", self.settings.model)
-        return text
+            finish = "length"
+        return Reply(text if isinstance(text, str) else "", tool_calls=calls, finish_reason=finish)
 
     def _not_a_completion(self) -> BackendError:
         return BackendError(f"{self.settings.base_url} answered something that is not a chat completion")
@@ -173,12 +194,12 @@ def _report(data: Any) -> None:
         )
 
 
-def _delta_text(chunk: Any) -> str | None:
+def _delta(chunk: Any, finish: str | None) -> tuple[Mapping[str, Any], str | None]:
+    """A chunk's delta (empty when it has none) and the stream's finish reason so far."""
     if not isinstance(chunk, Mapping):
-        return None
+        return {}, finish
     choices = chunk.get("choices")
     if not choices or not isinstance(choices[0], Mapping):
-        return None
+        return {}, finish
     delta = choices[0].get("delta")
-    text = delta.get("content") if isinstance(delta, Mapping) else None
-    return text if isinstance(text, str) else None
+    return (delta if isinstance(delta, Mapping) else {}), choices[0].get("finish_reason") or finish

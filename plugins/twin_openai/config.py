@@ -9,6 +9,8 @@ setting                        meaning                         default
 ``TWIN_OPENAI_PROJECT``        ``OpenAI-Project`` header       none
 ``TWIN_OPENAI_TEMPERATURE``    0 to 2                          the server's
 ``TWIN_OPENAI_MAX_TOKENS``     reply length cap (max_tokens)   the server's
+                               (a client's max_tokens is capped by it)
+``TWIN_OPENAI_TOOLS``          offer the owner's tools         ``true``
 ``TWIN_LLM_TIMEOUT``           seconds per call, at most       the core's (60)
 =============================  ==============================  ===========================
 """
@@ -35,6 +37,7 @@ class OpenAISettings:
     temperature: float | None = None
     max_tokens: int | None = None
     timeout: float = NO_DEADLINE_TIMEOUT
+    tools: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "OpenAISettings":
@@ -44,6 +47,7 @@ class OpenAISettings:
             lambda: settings.get_float("OPENAI_TEMPERATURE", minimum=0, maximum=2),
             lambda: settings.get_int("OPENAI_MAX_TOKENS", minimum=1),
             lambda: settings.get_float("LLM_TIMEOUT", minimum=0),
+            lambda: settings.get_bool("OPENAI_TOOLS", True),
         )
         if problems:
             raise ConfigurationError("llm backend 'openai': " + "; ".join(problems))
@@ -55,6 +59,7 @@ class OpenAISettings:
             temperature=settings.get_float("OPENAI_TEMPERATURE"),
             max_tokens=settings.get_int("OPENAI_MAX_TOKENS"),
             timeout=settings.get_float("LLM_TIMEOUT") or NO_DEADLINE_TIMEOUT,
+            tools=settings.get_bool("OPENAI_TOOLS", True),
         )
 
 

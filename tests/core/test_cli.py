@@ -75,3 +75,45 @@ def test_serve_prints_url_and_backends(env, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "http://127.0.0.1:8123/" in result.output and "llm=offline" in result.output
     assert calls["port"] == 8123 and calls["host"] == "127.0.0.1"
+
+
+def write_cases(path, *cases):
+    path.write_text("".join(json.dumps(case) + "\n" for case in cases))
+    return str(path)
+
+
+COVERED = {"question": "Where do you live?", "category": "fact", "expect_any": ["Lisbon"], "unanswered": False}
+UNCOVERED = {"question": "What is your favourite football team?", "category": "unknown", "unanswered": True}
+
+
+def test_eval_scores_through_the_turn_and_the_owner_inbox(env):
+    cases = write_cases(env / "cases.jsonl", COVERED, UNCOVERED,
+                        {"question": "Where do you live?", "category": "fact", "unanswered": True},  # must fail
+                        {"question": "And what do you do?", "category": "multi-turn", "history": ["Hi, I'm Jane."],
+                         "expect_any": ["Robotics"]})
+    result = CliRunner().invoke(main, ["eval", cases, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["total"], report["passed"]) == (4, 3)
+    assert report["by_category"]["fact"] == {"total": 2, "passed": 1}
+    [failed] = [case for case in report["cases"] if not case["passed"]]
+    assert failed["why"] == "no unanswered question recorded" and "Lisbon" in failed["response"]
+    # Every case's session is gone, and so is what it put in the owner's inbox.
+    assert list((env / "data").glob("*.jsonl")) == []
+    inbox = CliRunner().invoke(main, ["inbox", "--json"])
+    assert inbox.exit_code == 0, inbox.output
+    assert json.loads(inbox.stdout)["questions"] == []
+
+
+def test_eval_min_score_sets_the_exit_code(env):
+    cases = write_cases(env / "cases.jsonl", COVERED, {**COVERED, "forbid": ["Lisbon"]})
+    assert CliRunner().invoke(main, ["eval", cases, "--min-score", "0.5"]).exit_code == 0
+    below = CliRunner().invoke(main, ["eval", cases, "--min-score", "0.9"])
+    assert below.exit_code == 1 and "below --min-score" in below.stderr
+    assert "forbidden" in below.stdout or "Lisbon" in below.stdout  # the failing case is shown with its reply
+
+
+def test_eval_refuses_a_bad_case_file(env):
+    (env / "bad.jsonl").write_text('{"question": "hi"}\n')
+    result = CliRunner().invoke(main, ["eval", str(env / "bad.jsonl")])
+    assert result.exit_code == 2 and "line 1" in result.output

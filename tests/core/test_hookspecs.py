@@ -51,6 +51,10 @@ class EveryHook:
         self._record("register_llm_backends", register=register)
 
     @hookimpl
+    def register_notifiers(self, register):
+        self._record("register_notifiers", register=register)
+
+    @hookimpl
     def register_errors(self, register):
         self._record("register_errors", register=register)
 
@@ -62,13 +66,17 @@ class EveryHook:
     def startup(self, app):
         self._record("startup", app=app)
 
+    @hookimpl
+    def register_openapi(self, register):
+        self._record("register_openapi", register=register)
+
 
 def test_create_app_calls_every_hook_through_the_plugin_manager():
     every = EveryHook()
     app = create_app(SCRIPTED_CONFIG, plugins=[ScriptedPlugin(), every], entrypoints=False)
     assert set(every.calls) == set(HOOKS), f"never called: {sorted(set(HOOKS) - set(every.calls))}"
     assert every.calls["startup"] == [{"app": app}]
-    assert sorted(call["operation"] for call in every.calls["retry_policy"]) == ["llm", "persona", "secrets", "storage"]
+    assert sorted(call["operation"] for call in every.calls["retry_policy"]) == ["llm", "notify", "persona", "secrets", "storage"]
     for hook in HOOKS:
         if hook.startswith("register_"):
             [call] = every.calls[hook]

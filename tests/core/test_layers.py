@@ -18,12 +18,13 @@ ROUTE_MODULES = ("twin_server.http.routes", "twin_server.http.streaming", "twin_
 #: Each layer may import only itself and the layers after it in this list.
 LAYERS = (
     ("twin_server.cli", "twin_server.app", "twin_server.evaluation"),
-    ("twin_server.http", "twin_server.app_state", "twin_server.quotas", "twin_server.telemetry.wiring"),
-    ("twin_server.turn",),
+    ("twin_server.http", "twin_server.app_state", "twin_server.quotas", "twin_server.telemetry.wiring",
+     "twin_server.owner"),
+    ("twin_server.turn", "twin_server.grounding"),
     ("twin_server.backends", "twin_server.plugin_manager"),
     ("twin_server.retry", "twin_server.error_registry", "twin_server.telemetry"),
     ("twin_server.errors", "twin_server.types", "twin_server.hookspecs", "twin_server.config",
-     "twin_server.sessions", "twin_server.persona_layout"),
+     "twin_server.sessions", "twin_server.persona_layout", "twin_server.events", "twin_server.replies"),
 )
 
 

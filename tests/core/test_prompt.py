@@ -42,10 +42,11 @@ def test_contains_every_part_of_the_persona(ada):
         assert text in prompt, text
 
 
-def test_states_the_rules_after_the_material(ada):
+def test_states_the_rules_after_the_core_and_before_the_knowledge(ada):
     prompt = build_system_prompt(ada)
     rules = prompt.index("Rules you always keep:")
-    assert rules > prompt.index("British spelling")
+    assert prompt.index("Location: Lisbon") < prompt.index("British spelling") < rules  # facts, style, rules
+    assert rules < prompt.index("I grew up in a fishing town") < prompt.index("## Notes: faq")  # then knowledge
     tail = prompt[rules:]
     assert "in the first person" in tail
     assert "Never invent" in tail

@@ -7,6 +7,8 @@ answers from a queue of scripted responses, oldest first::
     with FakeOpenAI() as server:
         server.reply("Hi!")                          # a completion (streamed if the request asks)
         server.stream(["Hel", "lo"])                 # SSE chunks, then ``data: [DONE]``
+        server.tool_calls([{"name": "record_contact", "arguments": {"email": "a@b.co"}}])
+                                                     # a reply asking for tools (streamed as deltas if asked)
         server.error(429, code="rate_limit_exceeded", headers={"retry-after-ms": "250"})
         server.respond(502, "<html>bad gateway</html>", content_type="text/html")
         client = OpenAI(base_url=server.base_url, api_key="test-key", max_retries=0)
@@ -70,6 +72,7 @@ class Scripted:
     finish_reason: str = "stop"
     delay: float = 0.0
     hold: threading.Event | None = None
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -159,6 +162,18 @@ class FakeOpenAI:
         self._push(Scripted(headers=_pairs(headers), pieces=tuple(_words(text)), finish_reason=finish_reason,
                             delay=delay))
 
+    def tool_calls(self, calls: Sequence[Mapping[str, Any]], *, text: str = "") -> None:
+        """A reply asking for tools, ``finish_reason: "tool_calls"``. Each call is ``{"name", "arguments"}``
+        (a mapping, sent as JSON, or the raw text to send) and optionally ``"id"``. Streamed, the calls come
+        as OpenAI sends them: a delta with the id and name, then the arguments in three fragments."""
+        normalised = tuple(
+            {"id": call.get("id") or f"call_{i}", "name": call["name"],
+             "arguments": call["arguments"] if isinstance(call["arguments"], str) else json.dumps(call["arguments"])}
+            for i, call in enumerate(calls)
+        )
+        self._push(Scripted(pieces=tuple(_words(text)) if text else (), finish_reason="tool_calls",
+                            tool_calls=normalised))
+
     def stream(self, pieces: Sequence[str], *, headers: Mapping[str, str] | None = None, delay: float = 0.0,
                hold: threading.Event | None = None, error: Mapping[str, Any] | None = None) -> None:
         """An SSE stream of exactly these deltas, ending ``data: [DONE]``.
@@ -215,28 +230,35 @@ class FakeOpenAI:
         if scripted.pieces is not None:
             wants_stream = _asks_to_stream(recorded)
             if not wants_stream:
-                body = json.dumps(self._completion(scripted.pieces, scripted.finish_reason)).encode()
-                return Response(body, scripted.status, headers, content_type="application/json")
-            chunks: Iterable[bytes] = self._sse(scripted.pieces, scripted.finish_reason, None)
+                completion = self._completion(scripted.pieces, scripted.finish_reason, scripted.tool_calls)
+                return Response(json.dumps(completion).encode(), scripted.status, headers,
+                                content_type="application/json")
+            chunks: Iterable[bytes] = self._sse(scripted.pieces, scripted.finish_reason, None, scripted.tool_calls)
             return Response(chunks, scripted.status, headers, content_type="text/event-stream")
         if scripted.chunks is not None:
             return Response(_held(scripted.chunks, scripted.hold), scripted.status, headers,
                             content_type=scripted.content_type)
         return Response(scripted.body, scripted.status, headers, content_type=scripted.content_type)
 
-    def _completion(self, pieces: Sequence[str], finish_reason: str) -> dict[str, Any]:
+    def _completion(self, pieces: Sequence[str], finish_reason: str,
+                    tool_calls: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
         text = "".join(pieces)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if tool_calls:
+            message["content"] = text or None
+            message["tool_calls"] = [{"id": c["id"], "type": "function",
+                                      "function": {"name": c["name"], "arguments": c["arguments"]}} for c in tool_calls]
         return {
             "id": f"chatcmpl-fake-{next(self._ids)}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "logprobs": None, "finish_reason": finish_reason}],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
             "usage": {"prompt_tokens": 1, "completion_tokens": len(pieces), "total_tokens": 1 + len(pieces)},
         }
 
-    def _sse(self, pieces: Sequence[str], finish_reason: str, error: Mapping[str, Any] | None) -> Iterator[bytes]:
+    def _sse(self, pieces: Sequence[str], finish_reason: str, error: Mapping[str, Any] | None,
+             tool_calls: Sequence[Mapping[str, Any]] = ()) -> Iterator[bytes]:
         ident, created = f"chatcmpl-fake-{next(self._ids)}", int(time.time())
 
         def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
@@ -247,6 +269,13 @@ class FakeOpenAI:
         yield chunk({"role": "assistant", "content": ""}, None)
         for piece in pieces:
             yield chunk({"content": piece}, None)
+        for index, call in enumerate(tool_calls):
+            yield chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                         "function": {"name": call["name"], "arguments": ""}}]}, None)
+            arguments, third = call["arguments"], max(1, len(call["arguments"]) // 3)
+            for start in range(0, len(arguments), third):
+                yield chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[start:start + third]}}]},
+                            None)
         if error is not None:
             yield b"data: " + json.dumps({"error": dict(error)}).encode() + b"\n\n"
             return

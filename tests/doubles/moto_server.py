@@ -9,7 +9,8 @@ conditional writes can both succeed and one update is lost: with
 race likely), 8 threads doing 15 If-Match read-modify-writes each on one key
 kept 96 to 117 of their 120 updates. Real S3 evaluates the condition
 and the write atomically; serialising requests restores that guarantee
-without faking any response.
+without faking any response. DynamoDB's TransactWriteItems in moto is the
+same (check every condition, then write, no lock), and is served the same way.
 
 The fixtures, for a test module to import: ``moto_server`` (the running
 server) and ``aws`` (boto3's environment pointed at it, moto's state reset,
@@ -83,6 +84,7 @@ class MotoServer:
 #: AWS settings a developer's machine may have that would send boto3 elsewhere.
 _FOREIGN = (
     "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_DYNAMODB",
     "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
 )
 
@@ -108,6 +110,7 @@ class Aws:
     url: str
     s3: Any
     secretsmanager: Any
+    dynamodb: Any
 
     def bucket(self, name: str = "twin-test") -> str:
         self.s3.create_bucket(Bucket=name)
@@ -130,7 +133,7 @@ def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Aws:
 
     moto_server.reset()
     use_test_credentials(monkeypatch, moto_server.url)
-    return Aws(moto_server.url, boto3.client("s3"), boto3.client("secretsmanager"))
+    return Aws(moto_server.url, boto3.client("s3"), boto3.client("secretsmanager"), boto3.client("dynamodb"))
 
 
 def record_sends(client: Any, operation: str = "") -> list[str]:
@@ -153,17 +156,27 @@ class _Body:
         yield self.body
 
 
-def fail_first(client: Any, operation: str, times: int, status: int, code: str) -> None:
-    """Make an S3 ``client`` answer its next ``times`` ``operation`` sends with an S3 error document."""
+def fail_first(client: Any, operation: str, times: int, status: int, code: str, **fields: Any) -> None:
+    """Make ``client`` answer its next ``times`` ``operation`` sends with its service's error document
+    (S3's XML, or the JSON of DynamoDB and the other JSON-protocol services, with ``fields`` added)."""
+    import json
+
     from botocore.awsrequest import AWSResponse
 
     left = [times]
-    body = f"<Error><Code>{code}</Code><Message>injected by the test</Message></Error>".encode()
+    service = client.meta.service_model.service_id.hyphenize()
+    if service == "s3":
+        body = f"<Error><Code>{code}</Code><Message>injected by the test</Message></Error>".encode()
+        content_type = "application/xml"
+    else:
+        error = {"__type": f"com.amazonaws.{service}#{code}", "message": "injected by the test", **fields}
+        body = json.dumps(error).encode()
+        content_type = "application/x-amz-json-1.0"
 
     def answer(request: Any, **kwargs: Any) -> Any:
         if left[0] <= 0:
             return None  # sent for real
         left[0] -= 1
-        return AWSResponse(request.url, status, {"Content-Type": "application/xml"}, _Body(body))
+        return AWSResponse(request.url, status, {"Content-Type": content_type}, _Body(body))
 
-    client.meta.events.register(f"before-send.s3.{operation}", answer)
+    client.meta.events.register(f"before-send.{service}.{operation}", answer)

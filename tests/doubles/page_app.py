@@ -8,7 +8,9 @@ failure instead:
 
 - ``[busy]``: the LLM is rate limited (``RateLimited(retry_after=5)``) before its first piece;
 - ``[cut]``: a few words, then the LLM fails mid-stream;
-- ``[xss]``: the reply is ``XSS_REPLY``, markup that must stay text.
+- ``[xss]``: the reply is ``XSS_REPLY``, markup that must stay text;
+- ``[fast]``: the whole reply in one piece at once (``done`` lands before the page paints a piece);
+- ``[slow]``: a few words, then ``SLOW_PAUSE`` seconds before each further word (time to reload mid-reply).
 
 Run it with ``TWIN_LLM=page-test`` and ``TWIN_RETRY_LLM_MAX_ATTEMPTS=1``.
 """
@@ -26,6 +28,7 @@ from twin_server.errors import BackendUnavailable, RateLimited
 XSS_REPLY = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
 FIRST_PIECE_DELAY = 0.35
 PIECE_DELAY = 0.06
+SLOW_PAUSE = 2.5
 
 
 class SlowLLM:
@@ -37,6 +40,9 @@ class SlowLLM:
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
         text = prompt.messages[-1].content
+        if "[fast]" in text:
+            yield self.offline.complete(prompt)
+            return
         time.sleep(FIRST_PIECE_DELAY)
         if "[busy]" in text:
             raise RateLimited("the test LLM is busy", retry_after=5)
@@ -46,9 +52,9 @@ class SlowLLM:
         if "[cut]" in text:
             yield from ("Let ", "me ", "think ", "about ")
             raise BackendUnavailable("the test LLM fell over")
-        for piece in self.offline.stream(prompt):
+        for n, piece in enumerate(self.offline.stream(prompt)):
             yield piece
-            time.sleep(PIECE_DELAY)
+            time.sleep(SLOW_PAUSE if "[slow]" in text and n >= 2 else PIECE_DELAY)
 
 
 class PageTestPlugin:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -38,6 +39,29 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0, ou
     raise TimeoutError(f"{url} did not come up in {timeout}s")
 
 
+@dataclasses.dataclass(frozen=True)
+class Server:
+    url: str
+    process: subprocess.Popen
+
+    def workers(self) -> list[int]:
+        """The pids of the gunicorn master's live children (Linux /proc)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:  # the process ended while we looked
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
+                    pids.append(int(entry.name))
+        return pids
+
+
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
 @contextlib.contextmanager
 def gunicorn(
     env: Mapping[str, str],
@@ -49,6 +73,22 @@ def gunicorn(
     log_path: Path | None = None,
 ) -> Iterator[str]:
     """Run ``gunicorn`` as a real process on 127.0.0.1; yields its base URL."""
+    with gunicorn_server(env, app=app, workers=workers, threads=threads, extra_args=extra_args,
+                         log_path=log_path) as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def gunicorn_server(
+    env: Mapping[str, str],
+    *,
+    app: str = "wsgi:app",
+    workers: int = 2,
+    threads: int = 4,
+    extra_args: tuple[str, ...] = (),
+    log_path: Path | None = None,
+) -> Iterator[Server]:
+    """``gunicorn``, yielding its URL and its master process."""
     port = free_port()
     command = [
         sys.executable, "-m", "gunicorn", app,
@@ -68,7 +108,7 @@ def gunicorn(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url + "/health", process, output=output)
-        yield url
+        yield Server(url, process)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

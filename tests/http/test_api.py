@@ -35,7 +35,7 @@ def test_chat_endpoint_creates_new_session(client):
     response = chat(client, message="What is your name?")
     assert response.status_code == 200
     body = response.get_json()
-    assert set(body) == {"response", "session_id", "history_loaded", "history_saved"}
+    assert set(body) == {"response", "session_id", "history_loaded", "history_saved", "sources"}
     assert re.fullmatch(r"[0-9a-f-]{36}", body["session_id"])
     assert body["history_loaded"] is True and body["history_saved"] is True
     assert body["response"].strip()
@@ -80,7 +80,7 @@ def test_chat_endpoint_validates_empty_message(client, message, tmp_path):
 def test_get_history_endpoint_returns_empty_for_new_session(client):
     response = client.get("/conversation/never-seen-0001")
     assert response.status_code == 200
-    assert response.get_json() == {"session_id": "never-seen-0001", "messages": []}
+    assert response.get_json() == {"session_id": "never-seen-0001", "messages": [], "next": None}
 
 
 def test_get_history_endpoint_returns_messages(client):
@@ -176,7 +176,8 @@ def test_request_id_is_echoed_when_sane_and_replaced_when_not(client):
 def test_ready_reports_persona_and_backends(client):
     body = client.get("/ready").get_json()
     assert body["status"] == "ready"
-    assert body["backends"] == {"storage": "filesystem", "persona": "filesystem", "secrets": "env", "llm": "offline"}
+    assert body["backends"] == {"storage": "filesystem", "persona": "filesystem", "secrets": "env", "llm": "offline",
+                                "notify": "log"}
 
 
 def test_history_window_limits_what_the_llm_sees(scripted_app, scripted):

@@ -75,7 +75,7 @@ def test_the_persona_comes_first_and_client_instructions_after_it(scripted_app, 
     completion(scripted_app().test_client(), messages, temperature=0.3, max_tokens=50, max_completion_tokens=40)
     prompt = scripted.llm.prompts[0]
     persona_prompt = build_system_prompt(scripted.persona.persona)
-    assert prompt.system == f"{persona_prompt}\n\n{INSTRUCTIONS_PREFACE}{PIRATE}\n\nAnswer briefly."
+    assert prompt.system == f"{persona_prompt.rstrip()}\n\n{INSTRUCTIONS_PREFACE}{PIRATE}\n\nAnswer briefly.\n"
     assert [(m.role, m.content) for m in prompt.messages] == [
         ("user", "Hi"),
         ("assistant", "Hello!"),

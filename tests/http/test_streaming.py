@@ -79,6 +79,7 @@ def test_events_come_in_order_and_the_turn_is_stored(scripted_app, scripted):
         "response": "echo: hello there",
         "history_loaded": True,
         "history_saved": True,
+        "sources": [],
     }
     stored = scripted.store.sessions[session_id]
     assert [(m.role, m.content, m.complete) for m in stored] == [

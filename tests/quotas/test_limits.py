@@ -11,6 +11,7 @@ from twin_server.errors import StartupError
 from twin_server.quotas.policy import BudgetExhausted, SessionAllowance
 from twin_server.quotas.shm_storage import SharedMemoryStorage
 from twin_server.quotas.sqlite_storage import SQLiteStorage
+from twin_server.turn.turn import TurnRequest
 
 PROBLEM = "application/problem+json"
 
@@ -102,19 +103,25 @@ def test_budget_resets_the_next_utc_day():
     day = datetime.datetime(2030, 5, 1, 23, 59, 0, tzinfo=datetime.timezone.utc).timestamp()
     clock = [day]
     allowance = SessionAllowance(MemoryStorage(), daily_budget=1, clock=lambda: clock[0])
-    allowance("visitor-0001", "hi")
+    allowance(TurnRequest("visitor-0001", "hi"))
     with pytest.raises(BudgetExhausted) as caught:
-        allowance("visitor-0002", "hi")
+        allowance(TurnRequest("visitor-0002", "hi"))
     assert caught.value.retry_after == 60
     clock[0] += 61
-    allowance("visitor-0003", "hi")
+    allowance(TurnRequest("visitor-0003", "hi"))
 
 
-def test_caps_and_budget_are_unlimited_by_default(scripted_app, scripted):
+def test_only_the_message_cap_is_on_by_default(scripted_app, scripted):
     app = scripted_app(RATE_LIMIT="off")
-    assert app.extensions["twin_server"].turns.guards == []
+    [allowance] = app.extensions["twin_server"].turns.guards
+    assert (allowance.max_messages, allowance.max_chars, allowance.daily_budget) == (500, None, None)
     client = app.test_client()
     assert {chat(client, "x" * 3000, "visitor-0001").status_code for _ in range(50)} == {200}
+
+
+def test_nothing_is_counted_with_every_limit_off(scripted_app):
+    app = scripted_app(RATE_LIMIT="off", SESSION_MAX_MESSAGES="off")
+    assert app.extensions["twin_server"].turns.guards == []
 
 
 def test_every_bad_limit_setting_is_reported_at_once(scripted_app):

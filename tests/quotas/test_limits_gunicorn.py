@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import json
+import time
 
 import requests
 
@@ -14,6 +15,14 @@ def answered_by(log):
     return {line["pid"] for line in lines if line.get("logger") == "twin_server.request" and line.get("path") == "/chat"}
 
 
+def booted_all(log, workers, timeout=60.0):
+    """Wait until every worker has loaded the app (each logs the shared-storage warning once it has)."""
+    deadline = time.monotonic() + timeout
+    while log.read_text().count("TWIN_RATE_LIMIT_STORAGE is not set") < workers:
+        assert time.monotonic() < deadline, "the workers did not all boot"
+        time.sleep(0.1)
+
+
 def test_four_workers_without_the_config_file_share_one_daily_budget(tmp_path):
     """The attack of issue 18: ``gunicorn -w 4 wsgi:app`` gave every worker its own budget of 10."""
     empty = tmp_path / "no-gunicorn.conf.py"
@@ -23,6 +32,7 @@ def test_four_workers_without_the_config_file_share_one_daily_budget(tmp_path):
            "TWIN_LOG_FORMAT": "json", "TMPDIR": str(tmp_path)}
     args = ("--config", str(empty), "--worker-class", "sync", "--threads", "1")  # gunicorn's own defaults
     with gunicorn(env, workers=4, extra_args=args, log_path=log) as url:
+        booted_all(log, 4)  # else one early worker may take every request, and the test would prove nothing
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             statuses = list(pool.map(lambda i: requests.post(url + "/chat", json={"message": f"hi {i}"}, timeout=30).status_code,
                                      range(40)))

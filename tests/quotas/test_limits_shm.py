@@ -253,6 +253,7 @@ def test_keys_planned_against_the_unkeyed_layout_spread_over_a_keyed_table(tmp_p
 def test_session_counter_keys_are_hashed_with_the_tables_secret(tmp_path):
     """A visitor's session id never reaches the table as text, and where its counters land depends on the secret."""
     from twin_server.quotas.policy import SessionAllowance
+    from twin_server.turn.turn import TurnRequest
 
     class Recording(SharedMemoryStorage):
         def incr_many(self, entries, amount=1):
@@ -263,6 +264,6 @@ def test_session_counter_keys_are_hashed_with_the_tables_secret(tmp_path):
     for name in ("one.shm", "two.shm"):
         storage = Recording(f"shm:///{tmp_path}/{name}")
         storage.keys = seen[name] = []
-        SessionAllowance(storage, max_messages=5, max_chars=100)("visitor-0001", "hello")
+        SessionAllowance(storage, max_messages=5, max_chars=100)(TurnRequest("visitor-0001", "hello"))
     assert len(seen["one.shm"]) == 2 and not any("visitor-0001" in key for keys in seen.values() for key in keys)
     assert set(seen["one.shm"]).isdisjoint(seen["two.shm"])  # two tables, two secrets, two sets of keys

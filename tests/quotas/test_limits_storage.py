@@ -55,7 +55,7 @@ def test_a_worker_counts_in_its_masters_table(monkeypatch):
 
 
 def test_outside_gunicorn_or_without_limits_nothing_is_made(scripted_app, under_gunicorn, monkeypatch):
-    assert scripted_app(RATE_LIMIT="off").extensions["twin_server"].turns.guards == []
+    assert scripted_app(RATE_LIMIT="off", SESSION_MAX_MESSAGES="off").extensions["twin_server"].turns.guards == []
     assert not under_gunicorn.exists()  # no counters wanted: no table
     monkeypatch.delenv("SERVER_SOFTWARE")
     assert isinstance(storage_of(scripted_app(DAILY_LLM_BUDGET=2)), MemoryStorage)

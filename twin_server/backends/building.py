@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pluggy
@@ -22,8 +22,10 @@ __all__ = ["Backends", "build_backends", "collect_backends"]
 class Backends:
     """The selected backends of one app, each behind the core's retry: ``backends.storage``, ``.llm``, ..."""
 
-    def __init__(self, by_kind: Mapping[str, Any]) -> None:
+    def __init__(self, by_kind: Mapping[str, Any], make_retrier: RetryFactory | None = None) -> None:
         self._by_kind = dict(by_kind)
+        #: Builds a ``Retrier`` for (operation, backend): for core parts that call a backend's extras.
+        self.make_retrier = make_retrier
 
     def __getattr__(self, kind: str) -> Any:
         try:
@@ -31,8 +33,20 @@ class Backends:
         except KeyError:
             raise AttributeError(kind) from None
 
+    def selected(self) -> Iterator[tuple[str, Any]]:
+        """(kind, wrapped backend) for every selected backend, those of a list kind one by one."""
+        for kind in KINDS:
+            chosen = self._by_kind[kind.name]
+            for backend in chosen if kind.many else (chosen,):
+                yield kind.name, backend
+
     def names(self) -> dict[str, str]:
-        return {kind.name: self._by_kind[kind.name].name for kind in KINDS}
+        """Kind → the selected backend's name (a list kind: its names, comma-separated)."""
+        names = {}
+        for kind in KINDS:
+            chosen = self._by_kind[kind.name]
+            names[kind.name] = ",".join(b.name for b in chosen) if kind.many else chosen.name
+        return names
 
 
 def collect_backends(pm: pluggy.PluginManager, problems: list[str]) -> dict[str, BackendRegistry]:
@@ -71,19 +85,39 @@ def build_backends(
             raise ConfigurationError(f"secret {name!r} was asked for before a secrets provider was available")
         return built["secrets"].get(name)
 
+    failed = False
     for kind in KINDS:
-        name = settings.get_str(config, kind.setting, kind.default)
-        try:
-            registration = registries[kind.name].get(name)
-            backend = registration.factory(BackendContext(config=config, secret=secret, name=name, kind=kind.name))
-            check_protocol(kind.name, name, backend)
-        except ConfigurationError as exc:
-            problems.append(str(exc))
-            continue
-        except ImportError as exc:
-            problems.append(f"{kind.name} backend {name!r} needs a package that is not installed ({exc.name or exc})")
-            continue
-        built[kind.name] = kind.wrapper(backend, name, make_retrier(kind.name, name))
-    if len(built) != len(KINDS):
+        selected = []
+        for name in _selected(config, kind):
+            try:
+                registration = registries[kind.name].get(name)
+                backend = registration.factory(BackendContext(config=config, secret=secret, name=name, kind=kind.name))
+                check_protocol(kind.name, name, backend)
+            except ConfigurationError as exc:
+                problems.append(str(exc))
+                failed = True
+                continue
+            except ImportError as exc:
+                missing = exc.name or exc
+                problems.append(f"{kind.name} backend {name!r} needs a package that is not installed ({missing})")
+                failed = True
+                continue
+            selected.append(kind.wrapper(backend, name, make_retrier(kind.name, name)))
+        if kind.many:
+            built[kind.name] = tuple(selected)
+        elif selected:
+            built[kind.name] = selected[0]
+    if failed:
         return None
-    return Backends(built)
+    return Backends(built, make_retrier)
+
+
+#: A list selector set to one of these selects nothing.
+NONE = {"", "none", "off"}
+
+
+def _selected(config: Mapping[str, Any], kind: Any) -> list[str]:
+    if not kind.many:
+        return [settings.get_str(config, kind.setting, kind.default)]
+    names = [n for n in settings.get_list(config, kind.setting) if n.lower() not in NONE]
+    return list(dict.fromkeys(names))  # each once, in the order given

@@ -26,6 +26,7 @@ class BackendKind:
     wrapper: type  # the core's retrying wrapper
     timeout: float  # default of TWIN_<NAME>_TIMEOUT, seconds (0: no deadline)
     noun: str  # how a problem document names it: "the conversation store is unavailable"
+    many: bool = False  # the selector is a comma-separated list (several backends at once; none is allowed)
 
     @property
     def timeout_setting(self) -> str:
@@ -42,6 +43,8 @@ KINDS: tuple[BackendKind, ...] = (
                 retrying.RetryingPersona, 5.0, "the persona"),
     BackendKind("llm", "LLM", "offline", "register_llm_backends", protocols.LLMBackend,
                 retrying.RetryingLLM, 60.0, "the language model"),
+    BackendKind("notify", "NOTIFY", "log", "register_notifiers", protocols.Notifier,
+                retrying.RetryingNotifier, 30.0, "the notifier", many=True),
 )
 BY_NAME: Mapping[str, BackendKind] = {kind.name: kind for kind in KINDS}
 

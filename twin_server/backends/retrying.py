@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -17,10 +19,11 @@ from twin_server import config as settings
 from twin_server.errors import ConfigurationError
 from twin_server.retry import AttemptObserver, Retrier, RetryBudget, RetryConfig, tag
 from twin_server.telemetry.redaction import register_secret
-from twin_server.types import Message, Persona, Prompt
+from twin_server.types import Message, Persona, Prompt, Summary
 
 __all__ = [
-    "RetryFactory", "RetryingLLM", "RetryingPersona", "RetryingSecrets", "RetryingStore", "retry_config_for", "timeout_for",
+    "RetryFactory", "RetryingLLM", "RetryingNotifier", "RetryingPersona", "RetryingSecrets", "RetryingStore",
+    "retry_config_for", "timeout_for",
 ]
 
 _FIELDS = {
@@ -81,7 +84,40 @@ class _Wrapped:
         return getattr(self.backend, attr)
 
 
+class MemorySummaries:
+    """Where the summaries of a store without ``load_summary``/``save_summary`` live: this process's
+    memory, the newest ``maxsize`` sessions (lost on restart, not shared between processes)."""
+
+    def __init__(self, maxsize: int = 10_000) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[str, Summary] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load_summary(self, session_id: str) -> Summary | None:
+        with self._lock:
+            return self._items.get(session_id)
+
+    def save_summary(self, session_id: str, summary: Summary) -> None:
+        with self._lock:
+            self._items[session_id] = summary
+            self._items.move_to_end(session_id)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+
+    def delete(self, session_id: str) -> None:
+        with self._lock:
+            self._items.pop(session_id, None)
+
+
 class RetryingStore(_Wrapped):
+    """A store behind the retry; ``load_summary``/``save_summary`` are optional for a store (the
+    rolling summary, issue 13): without them, summaries are kept in ``MemorySummaries``."""
+
+    def __init__(self, backend: Any, name: str, retrier: Retrier) -> None:
+        super().__init__(backend, name, retrier)
+        own = callable(getattr(backend, "load_summary", None)) and callable(getattr(backend, "save_summary", None))
+        self.summaries = None if own else MemorySummaries()
+
     def load(self, session_id: str, limit: int | None = None) -> list[Message]:
         return self.retrier.call(self.backend.load, session_id, limit)
 
@@ -89,7 +125,20 @@ class RetryingStore(_Wrapped):
         self.retrier.call(self.backend.append, session_id, list(messages))
 
     def delete(self, session_id: str) -> bool:
+        if self.summaries is not None:
+            self.summaries.delete(session_id)
         return bool(self.retrier.call(self.backend.delete, session_id))
+
+    def load_summary(self, session_id: str) -> Summary | None:
+        if self.summaries is not None:
+            return self.summaries.load_summary(session_id)
+        return self.retrier.call(self.backend.load_summary, session_id)
+
+    def save_summary(self, session_id: str, summary: Summary) -> None:
+        if self.summaries is not None:
+            self.summaries.save_summary(session_id, summary)
+        else:
+            self.retrier.call(self.backend.save_summary, session_id, summary)
 
 
 class RetryingPersona(_Wrapped):
@@ -117,6 +166,12 @@ class RetryingLLM(_Wrapped):
 
         pieces, head = self.retrier.run(first)
         return _chain(head, pieces, self.retrier)
+
+
+class RetryingNotifier(_Wrapped):
+    def notify(self, event: Any, timeout: float | None = None) -> None:
+        """Each attempt is told the time left before the deadline (``TWIN_NOTIFY_TIMEOUT``)."""
+        self.retrier.run(lambda left: self.backend.notify(event, left))
 
 
 def _chain(head: list[str], rest: Iterator[str], retrier: Retrier) -> Iterator[str]:

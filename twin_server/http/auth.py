@@ -9,7 +9,8 @@ is always the keys themselves.
 
 With keys set, every ``/v1`` request needs one. With ``TWIN_PUBLIC_CHAT=false``
 (default true), every request needs one except ``/health`` and ``/ready``,
-and ``TWIN_API_KEYS`` must be set. A key is sent as ``Authorization: Bearer
+and ``TWIN_API_KEYS`` must be set. ``/owner/...`` never takes an API key: it
+takes an owner key (``TWIN_OWNER_KEYS``, see ``twin_server.owner``). A key is sent as ``Authorization: Bearer
 <key>`` or ``X-API-Key: <key>``. Keys are compared in constant time against
 every configured key, and never logged.
 """
@@ -38,6 +39,8 @@ KEY_CACHE_SECONDS = 300.0
 OPEN_PATHS = frozenset({"/health", "/ready"})
 #: Paths that need a key whenever keys are set, even with a public chat.
 KEYED_PREFIX = "/v1"
+#: Paths guarded by the owner's keys instead (``TWIN_OWNER_KEYS``, ``twin_server.owner.routes``).
+OWNER_PREFIX = "/owner"
 
 
 def _digest(key: str) -> bytes:
@@ -59,8 +62,9 @@ class KeyRing:
         *,
         ttl: float = KEY_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        setting: str = "TWIN_API_KEYS",
     ) -> None:
-        self.secret_name = secret_name
+        self.secret_name, self.setting = secret_name, setting
         self.ttl, self.clock = ttl, clock
         self._digests = [_digest(k) for k in literal]
         self._loaded_at: float | None = None
@@ -78,7 +82,7 @@ class KeyRing:
             if self._loaded_at is None or now - self._loaded_at >= self.ttl:
                 keys = split_keys(read_secret(self.secret_name))
                 if not keys:
-                    raise ConfigurationError(f"secret {self.secret_name} (TWIN_API_KEYS) holds no API key")
+                    raise ConfigurationError(f"secret {self.secret_name} ({self.setting}) holds no key")
                 self._digests, self._loaded_at = [_digest(k) for k in keys], now
             return self._digests
 
@@ -117,7 +121,7 @@ class AccessPolicy:
         return cls(keys, public)
 
     def requires_key(self, path: str) -> bool:
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or path == OWNER_PREFIX or path.startswith(OWNER_PREFIX + "/"):
             return False
         if not self.public_chat:
             return True

@@ -1,4 +1,4 @@
-"""The HTTP API: chat, conversations, health and readiness."""
+"""The HTTP API: chat, conversations (read a page at a time), health and readiness."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from flask import Blueprint, Response, g, jsonify
 
 from twin_server.app_state import twin
 from twin_server.errors import NotReady
-from twin_server.http.schemas import chat_request
+from twin_server.http import paging
+from twin_server.http.schemas import ConversationQuerySchema, chat_request, load_query
 from twin_server.sessions import check_session_id
 
 bp = Blueprint("twin_api", __name__)
@@ -22,20 +23,32 @@ def chat() -> Response:
         session_id=result.session_id,
         history_loaded=result.history_loaded,
         history_saved=result.history_saved,
+        sources=[source.to_dict() for source in result.sources],
     )
+
+
+CONVERSATION_QUERY = ConversationQuerySchema()
 
 
 @bp.get("/conversation/<session_id>")
 def get_conversation(session_id: str) -> Response:
+    """One page of the conversation, oldest first; ``next`` pages back (``twin_server.http.paging``)."""
     g.session_id = check_session_id(session_id)
-    messages = twin().backends.storage.load(session_id)
-    return jsonify(session_id=session_id, messages=[m.to_dict() for m in messages])
+    query = load_query(CONVERSATION_QUERY)
+    live = twin().turns.live
+    # The newest page ends with the turns still under way; taken before the read, so one stored meanwhile is in it.
+    under_way = live.snapshot(session_id) if query["before"] is None else []
+    page = paging.read_page(twin().backends.storage, session_id, query["limit"], query["before"])
+    records = [m.to_dict() for m in page.messages] + live.records(session_id, page.messages, under_way)
+    return jsonify(session_id=session_id, messages=records, next=page.next)
 
 
 @bp.delete("/conversation/<session_id>")
 def delete_conversation(session_id: str) -> Response:
     g.session_id = check_session_id(session_id)
-    twin().backends.storage.delete(session_id)
+    state = twin()
+    state.backends.storage.delete(session_id)
+    state.owner.forget_session(session_id)  # its leads and unanswered questions go with it
     return Response(status=204)
 
 
@@ -50,6 +63,8 @@ def ready() -> Response:
     try:
         persona = state.turns.persona()
         state.backends.storage.load(READINESS_PROBE_SESSION, 1)
+        for probe in state.readiness_probes:
+            probe()
     except Exception as exc:
         not_ready = NotReady("not ready")
         not_ready.operation = getattr(exc, "operation", None)

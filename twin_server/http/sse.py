@@ -2,12 +2,23 @@
 
 Encoding events; the streaming response, which finishes its turn when the
 server closes it; the loop that turns a reply's pieces into events with
-heartbeats; and a relay that wakes up for heartbeats. An LLM's iterator blocks
-until its next piece, so a stream that must send a keep-alive comment while it
-waits cannot read the iterator itself: ``Relay`` reads it on a daemon thread
-into a queue, and its consumer wakes up every ``heartbeat`` seconds of silence
-to say so (by yielding ``None``). ``TWIN_SSE_HEARTBEAT`` (default 15 seconds,
-0 turns it off) sets that interval.
+heartbeats; and the relay that lets a stream send heartbeats while the LLM is
+silent. ``TWIN_SSE_HEARTBEAT`` (default 15 seconds, 0 turns it off) sets the
+interval.
+
+Why a relay, and what it costs. An LLM's iterator blocks until its next piece,
+and under WSGI only the request's own thread may write to its response; so a
+stream that must send a keep-alive comment while it waits cannot read the
+iterator itself: something else must be blocked in it. That is the one thing
+the relay spends a thread on, and only while a stream is open: its pieces are
+read by a reader of the worker's ``Readers``, one set of threads shared by
+every stream of the worker (a reader that has finished one stream reads the
+next; one idle for a minute ends), never a thread started per stream. The
+waiting needs no thread: the request's thread waits for its next piece with a
+timeout that is the heartbeat (``None`` is yielded when it passes). With
+heartbeats off there is nothing to wait for, and the request's thread reads
+the iterator itself. How many streams a worker holds at once is capped by
+``inflight`` (``TWIN_MAX_STREAMS``).
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any
 
-from flask import Response, stream_with_context
+from flask import Response, current_app, stream_with_context
 
 from twin_server import config as settings
 from twin_server.errors import ConfigurationError
@@ -84,31 +95,102 @@ def relay_events(
 
 
 _PIECE, _END, _ERROR = "piece", "end", "error"
+READERS_KEY = "twin_server.sse_readers"
+
+
+class Readers:
+    """The threads that read the streamed replies of one worker (one app), shared by all its streams.
+
+    ``run(job)`` hands ``job`` to an idle reader, or starts one when none is
+    idle; a reader idle for ``idle_seconds`` ends. ``started`` counts the
+    threads ever started, ``threads`` those alive, ``busy`` those reading now.
+    """
+
+    def __init__(self, idle_seconds: float = 60.0) -> None:
+        self.idle_seconds = idle_seconds
+        self.started = 0
+        self._threads = 0
+        self._idle = 0
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+
+    @property
+    def threads(self) -> int:
+        with self._lock:
+            return self._threads
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return self._threads - self._idle
+
+    def run(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                self._jobs.put(job)
+                return
+            self.started += 1
+            self._threads += 1
+        threading.Thread(target=self._work, args=(job,), name="twin-sse-reader", daemon=True).start()
+
+    def _work(self, job: Callable[[], None]) -> None:
+        try:
+            while True:
+                job()
+                with self._lock:
+                    self._idle += 1
+                try:
+                    job = self._jobs.get(timeout=self.idle_seconds)
+                except queue.Empty:
+                    with self._lock:
+                        try:  # a job handed over just as this reader gave up waiting: it is this reader's
+                            job = self._jobs.get_nowait()
+                        except queue.Empty:
+                            self._idle -= 1
+                            return
+        finally:
+            with self._lock:
+                self._threads -= 1
+
+
+def install(app: Any) -> None:
+    """Give ``app`` (one worker) the readers its streams share."""
+    app.extensions[READERS_KEY] = Readers()
 
 
 class Relay:
-    """Iterates ``source`` on a daemon thread; iterating the relay gives its pieces, in order.
+    """Iterates ``source`` on one of the worker's readers; iterating the relay gives its pieces, in order.
 
     The relay yields ``None`` after every ``heartbeat`` seconds without a piece
-    (never, when ``heartbeat`` is 0 or None), and re-raises in the consumer
-    whatever the source raised. ``stop()`` asks the reader to stop after the
-    piece it is waiting for; the reader closes the source, whatever the ending.
+    (never, when ``heartbeat`` is 0 or None: then the consumer reads ``source``
+    itself, no reader is needed), and re-raises in the consumer whatever the
+    source raised. ``stop()`` asks the reader to stop after the piece it is
+    waiting for; the source is closed, whatever the ending. ``readers``
+    defaults to the current app's.
     """
 
-    def __init__(self, source: Iterable[str], heartbeat: float | None) -> None:
+    def __init__(self, source: Iterable[str], heartbeat: float | None, readers: Readers | None = None) -> None:
         self._source = source
         self._heartbeat = heartbeat or None
+        self._readers = readers
         self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._started = False
+        self._reading = False
+        if self._heartbeat is not None and readers is None:
+            self._readers = current_app.extensions[READERS_KEY]
 
     def __iter__(self) -> Iterator[str | None]:
         with self._lock:
             if self._stop.is_set():
                 return
             self._started = True
-            threading.Thread(target=self._read, name="twin-sse-relay", daemon=True).start()
+        if self._heartbeat is None:
+            yield from self._inline()
+            return
+        self._readers.run(self._read)
         while True:
             try:
                 kind, value = self._queue.get(timeout=self._heartbeat)
@@ -122,12 +204,31 @@ class Relay:
             else:
                 raise value
 
+    def _inline(self) -> Iterator[str]:
+        pieces = iter(self._source)
+        try:
+            while True:
+                with self._lock:
+                    if self._stop.is_set():
+                        return
+                    self._reading = True
+                try:
+                    piece = next(pieces)
+                except StopIteration:
+                    return
+                finally:
+                    with self._lock:
+                        self._reading = False
+                yield piece
+        finally:
+            self.stop()
+
     def stop(self) -> None:
         with self._lock:
             self._stop.set()
-            started = self._started
-        if not started:
-            _close(self._source)
+            # Closed here unless a reader is inside it: that one stops after its piece and closes it.
+            if not self._started or (self._heartbeat is None and not self._reading):
+                _close(self._source)
 
     def _read(self) -> None:
         try:

@@ -4,7 +4,7 @@ Events, each with one JSON ``data`` line::
 
     event: session   {"session_id"}                                   first
     event: delta     {"text"}                                         a piece of the reply
-    event: done      {"session_id", "response", "history_loaded", "history_saved"}
+    event: done      {"session_id", "response", "history_loaded", "history_saved", "sources"}
     event: error     a problem document                               the LLM failed mid-stream
 
 Everything that can fail before the first piece of the reply (validation,
@@ -31,7 +31,8 @@ bp = Blueprint("twin_streaming", __name__)
 
 
 def install(app: Flask) -> None:
-    """Register ``/chat/stream``."""
+    """Register ``/chat/stream``, and the worker's relay readers every stream shares (``/v1``'s too)."""
+    sse.install(app)
     app.register_blueprint(bp)
 
 
@@ -60,6 +61,7 @@ def _events(reply: StreamedReply) -> Iterator[str]:
             "response": result.response,
             "history_loaded": result.history_loaded,
             "history_saved": result.history_saved,
+            "sources": [source.to_dict() for source in result.sources],
         },
         "done",
     )

@@ -4,7 +4,8 @@ Settings (all checked at startup; every cap is unlimited unless set):
 
 ``TWIN_RATE_LIMIT``           Flask-Limiter's syntax, ``;``-separated (default ``30/minute;500/day``;
                               ``off`` disables). One allowance per client, shared by every
-                              chat endpoint (``POST`` to ``CHAT_PATHS``); other routes are free.
+                              chat endpoint (``POST`` to ``CHAT_PATHS``) and every read of a
+                              conversation (``GET`` under ``READ_PREFIXES``); other routes are free.
                               A client is its IPv4 address, or its IPv6 address's network:
 ``TWIN_RATE_LIMIT_IPV6_PREFIX`` its prefix length (default 64: one visitor's home or server
                               usually has a whole /64, 2**64 addresses to rotate through).
@@ -14,11 +15,17 @@ Settings (all checked at startup; every cap is unlimited unless set):
                               ``gunicorn.conf.py`` defaults to, in its run directory) or
                               ``sqlite:////path/file`` share them between the workers of one
                               machine, ``redis://host:6379`` between machines.
-``TWIN_SESSION_MAX_MESSAGES`` messages a visitor may send in one session (429 after).
-``TWIN_SESSION_MAX_CHARS``    characters a visitor may send in one session, all messages together (429).
+``TWIN_SESSION_MAX_MESSAGES`` messages a visitor may send in one session (default 500; 429 after,
+                              "start a new conversation"; ``off`` for no cap).
+``TWIN_SESSION_MAX_CHARS``    characters a visitor may make the LLM read in one session, all turns
+                              together (429): each turn's message, and a ``/v1`` client's
+                              instructions and the history it sends (``visitor_chars``).
 ``TWIN_DAILY_LLM_BUDGET``     LLM calls (chat turns) per UTC day for the whole server (503 after,
                               Retry-After until midnight UTC). Counted in calls, not tokens: a call
-                              can be refused *before* it is made; tokens are known only after.
+                              can be refused *before* it is made; tokens are known only after. A
+                              call costs one unit per ``TWIN_MAX_MESSAGE_CHARS`` characters the
+                              visitor makes the LLM read (so a ``/chat`` turn is always one unit; a
+                              ``/v1`` call carrying its own long history costs what it weighs).
 ``TWIN_SESSION_TTL``          seconds a session lives (also how long its cap counters are kept;
                               30 days when unset).
 
@@ -59,16 +66,26 @@ from twin_server.quotas import storage as limits_storage
 from twin_server import config as settings
 from twin_server.errors import BackendUnavailable, ConfigurationError, LimitExceeded
 from twin_server.app_state import EXTENSION_KEY
+from twin_server.turn.turn import TurnRequest
 
-__all__ = ["BudgetExhausted", "CHAT_PATHS", "RateLimit", "SessionAllowance", "check", "client_key", "install"]
+__all__ = [
+    "BudgetExhausted", "CHAT_PATHS", "READ_PREFIXES", "RateLimit", "SessionAllowance", "check", "client_key", "counted",
+    "install", "ping", "visitor_chars",
+]
 
 log = logging.getLogger("twin_server.limits")
 
-DEFAULTS: dict[str, Any] = {"RATE_LIMIT": "30/minute;500/day", "RATE_LIMIT_IPV6_PREFIX": 64}
-#: The routes that spend LLM money; limited by path so routes added by other modules are covered.
+DEFAULTS: dict[str, Any] = {
+    "RATE_LIMIT": "30/minute;500/day", "RATE_LIMIT_IPV6_PREFIX": 64, "SESSION_MAX_MESSAGES": 500,
+}
+#: What the client's allowance counts, by path so routes added by other modules are covered: a POST to a
+#: route that spends LLM money, and a GET (or HEAD) of anything under a prefix that reads a stored conversation.
 CHAT_PATHS = frozenset({"/chat", "/chat/stream", "/v1/chat/completions"})
+READ_PREFIXES = ("/conversation/",)
 DEFAULT_COUNTER_TTL = 30 * 24 * 3600
 OFF = {"off", "none", "false", "no", ""}
+#: ``app.extensions`` key of the counter storage, when the limits use one.
+STORAGE_KEY = "twin_server.limits"
 
 
 class BudgetExhausted(LimitExceeded):
@@ -83,7 +100,7 @@ def _optional_int(config: Mapping[str, Any], key: str) -> int | None:
     value = _get(config, key)
     if value is None or str(value).strip().lower() in OFF:
         return None
-    return settings.get_int(config, key, minimum=1)
+    return settings.get_int(config, key, DEFAULTS.get(key), minimum=1)
 
 
 def _rate_limits(config: Mapping[str, Any]) -> list[limits_lib.RateLimitItem]:
@@ -136,6 +153,21 @@ def check(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def counted(method: str, path: str) -> bool:
+    """Whether a request counts against its client's allowance."""
+    if method == "POST":
+        return path in CHAT_PATHS
+    if method in ("GET", "HEAD"):
+        return path.startswith(READ_PREFIXES)
+    return False
+
+
+def visitor_chars(request: TurnRequest) -> int:
+    """The characters a turn's caller makes the LLM read: its message, its instructions, the history it sent."""
+    history = request.history or ()
+    return len(request.text) + len(request.instructions) + sum(len(message.content) for message in history)
+
+
 def _unreachable() -> BackendUnavailable:
     return BackendUnavailable("the rate-limit storage did not answer")
 
@@ -161,7 +193,7 @@ def _client_key(address: str, ipv6_prefix: int) -> str:
 
 
 class RateLimit:
-    """Fixed-window allowances per client (``client_key``) on the chat endpoints.
+    """Fixed-window allowances per client (``client_key``) on the chat endpoints and conversation reads.
 
     Every window of a chat is counted at once (under one lock on the shm
     storage, in one statement on the SQLite one: both have ``incr_many``); the chat is refused when any count
@@ -183,7 +215,7 @@ class RateLimit:
     def check(self) -> None:
         """The ``before_request`` hook: count a chat, or refuse it with its Retry-After."""
         current = request._get_current_object()  # one context lookup, not three
-        if current.method != "POST" or current.path not in CHAT_PATHS:
+        if not counted(current.method, current.path):
             return
         client = client_key(current.remote_addr, self.ipv6_prefix)
         keys = [item.key_for("chat", client) for item in self.items]
@@ -193,7 +225,7 @@ class RateLimit:
                 if count > item.amount:
                     retry_after = max(1.0, self.storage.get_expiry(key) - time.time())
                     raise LimitExceeded(
-                        f"Too many messages ({item}); try again in {math.ceil(retry_after)} s.", retry_after=retry_after
+                        f"Too many requests ({item}); try again in {math.ceil(retry_after)} s.", retry_after=retry_after
                     )
         except StorageError as exc:
             raise _unreachable() from exc
@@ -202,9 +234,13 @@ class RateLimit:
 class SessionAllowance:
     """The turn's guard: per-session caps, then the daily budget, before the LLM call.
 
-    Reads first and counts only a turn that passes every check, so a refused
-    message costs the visitor nothing. Concurrent turns of one session may
-    overshoot a cap by the turns in flight; the budget is one atomic increment.
+    Counts everything the visitor makes the LLM read (``visitor_chars``), not
+    only the last message. Reads first and counts only a turn that passes every
+    check, so a refused message costs the visitor nothing. Concurrent turns of
+    one session may overshoot a cap by the turns in flight; the budget is one
+    atomic increment. A turn that is not stored (a stateless ``/v1`` call, a
+    session of its own) is checked alone against the caps and leaves no session
+    counters behind: nobody could ever read them again.
     """
 
     def __init__(
@@ -215,46 +251,78 @@ class SessionAllowance:
         max_chars: int | None = None,
         daily_budget: int | None = None,
         session_ttl: int | None = None,
+        budget_unit_chars: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.storage, self.clock = storage, clock
         self.max_messages, self.max_chars, self.daily_budget = max_messages, max_chars, daily_budget
         self.ttl = session_ttl or DEFAULT_COUNTER_TTL
+        #: Characters one budget unit pays for (``TWIN_MAX_MESSAGE_CHARS``); None: every call is one unit.
+        self.budget_unit_chars = budget_unit_chars
         self.secret: bytes = getattr(storage, "secret", b"")  # the shm table's; other storages have no slots to aim at
 
     def _session_key(self, session_id: str) -> str:
         digest = hashlib.blake2b(session_id.encode(), digest_size=16, key=self.secret, person=b"twin-session").hexdigest()
         return f"twin/session/{digest}"
 
-    def __call__(self, session_id: str, text: str) -> None:
+    def __call__(self, turn: TurnRequest) -> None:
         try:
-            self._check_and_count(session_id, text)
+            self._check_and_count(turn)
         except StorageError as exc:
             raise _unreachable() from exc
 
-    def _check_and_count(self, session_id: str, text: str) -> None:
-        session = self._session_key(session_id)
+    def budget_units(self, chars: int) -> int:
+        if not self.budget_unit_chars:
+            return 1
+        return max(1, math.ceil(chars / self.budget_unit_chars))
+
+    def _check_and_count(self, turn: TurnRequest) -> None:
+        chars = visitor_chars(turn)
+        session = self._session_key(turn.session_id)
         messages_key, chars_key = f"{session}/messages", f"{session}/chars"
-        if self.max_messages is not None and self.storage.get(messages_key) >= self.max_messages:
-            raise LimitExceeded(f"This conversation has reached its limit of {self.max_messages} messages; start a new one.")
-        if self.max_chars is not None and self.storage.get(chars_key) + len(text) > self.max_chars:
-            raise LimitExceeded(f"This conversation has reached its limit of {self.max_chars} characters; start a new one.")
+        stored = turn.store
+        if self.max_messages is not None and stored and self.storage.get(messages_key) >= self.max_messages:
+            raise LimitExceeded(
+                f"This conversation has reached its limit of {self.max_messages} messages; start a new conversation."
+            )
+        if self.max_chars is not None and (self.storage.get(chars_key) if stored else 0) + chars > self.max_chars:
+            raise LimitExceeded(
+                f"This conversation has reached its limit of {self.max_chars} characters; start a new conversation."
+            )
         if self.daily_budget is not None:
-            self._spend_budget()
+            self._spend_budget(self.budget_units(chars))
+        if not stored:
+            return
         if self.max_messages is not None:
             self.storage.incr(messages_key, self.ttl)
-        if self.max_chars is not None and text:
-            self.storage.incr(chars_key, self.ttl, amount=len(text))
+        if self.max_chars is not None:
+            self.storage.incr(chars_key, self.ttl, amount=chars)
 
-    def _spend_budget(self) -> None:
+    def _spend_budget(self, units: int) -> None:
         now = datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc)
         midnight = datetime.datetime.combine(now.date() + datetime.timedelta(days=1), datetime.time(), now.tzinfo)
         left = (midnight - now).total_seconds()
-        used = self.storage.incr(f"twin/llm-budget/{now.date().isoformat()}", math.ceil(left) + 60)
-        if used > self.daily_budget:
-            exhausted = BudgetExhausted(f"the daily LLM budget of {self.daily_budget} calls is spent", retry_after=left)
-            exhausted.operation = "llm"  # the problem then says the language model is unavailable
+        key = f"twin/llm-budget/{now.date().isoformat()}"
+        exhausted = BudgetExhausted(f"the daily LLM budget of {self.daily_budget} calls is spent", retry_after=left)
+        exhausted.operation = "llm"  # the problem then says the language model is unavailable
+        # A call of several units that does not fit is refused uncounted: it must not spend what smaller calls could.
+        if units > 1 and self.storage.get(key) + units > self.daily_budget:
             raise exhausted
+        if self.storage.incr(key, math.ceil(left) + 60, amount=units) > self.daily_budget:
+            raise exhausted
+
+
+def ping(app: Flask) -> None:
+    """For ``/ready``: BackendUnavailable when the counter storage does not answer (every chat would be a 503)."""
+    storage = app.extensions.get(STORAGE_KEY)
+    if storage is None:
+        return
+    try:
+        healthy = storage.check()
+    except Exception as exc:  # limits' own storages answer False; a third party's may raise
+        raise _unreachable() from exc
+    if not healthy:
+        raise _unreachable()
 
 
 def install(app: Flask) -> None:
@@ -267,8 +335,12 @@ def install(app: Flask) -> None:
     storage, warning = limits_storage.open_storage(config)
     if warning:
         log.warning(warning)
+    app.extensions[STORAGE_KEY] = storage
+    state.readiness_probes.append(lambda: ping(app))  # with the counter storage down every chat is refused
     if items:
         app.before_request(RateLimit(items, storage, _ipv6_prefix(config)).check)
     if any(value is not None for value in caps.values()):
-        allowance = SessionAllowance(storage, session_ttl=_optional_int(config, "SESSION_TTL"), **caps)
+        allowance = SessionAllowance(
+            storage, session_ttl=_optional_int(config, "SESSION_TTL"), budget_unit_chars=state.max_message_chars, **caps
+        )
         state.turns.guards.append(allowance)

@@ -318,18 +318,41 @@
         view.set(value);
         if (stickNow) scrollToBottom();
       },
-      finish: function (value, complete) {
+      finish: function (value, complete, sources) {
+        // Measured before the reply grows: a visitor reading further up is left where they are.
+        var stickNow = nearBottom();
         item.classList.remove("pending", "streaming");
         item.removeAttribute("aria-busy");
         view.set(value);
-        if (complete === false) {
+        if (complete === false && !item.classList.contains("interrupted")) {
           item.classList.add("interrupted");
           bubble.append(el("p", "cut", "Reply interrupted"));
         }
+        view.sources(sources);
+        if (stickNow) scrollToBottom();
+      },
+      /* The passages the reply is based on, as small numbered footnotes under it. */
+      sources: function (list) {
+        var old = bubble.querySelector(".sources");
+        if (old) old.remove();
+        var valid = Array.isArray(list) ? list.filter(function (s) {
+          return s && typeof s.title === "string" && s.title && typeof s.id === "string";
+        }) : [];
+        if (!valid.length) return;
+        var notes = el("footer", "sources");
+        notes.append(el("span", "sources-label", "Based on"));
+        var ol = el("ol");
+        valid.forEach(function (source) {
+          var li = el("li", "", source.title);
+          li.title = source.id;
+          ol.append(li);
+        });
+        notes.append(ol);
+        bubble.append(notes);
       },
       remove: function () { item.remove(); updateWelcome(); }
     };
-    if (options.pending) view.typing(); else view.finish(text, options.complete);
+    if (options.pending) view.typing(); else view.finish(text, options.complete, options.sources);
     ui.messages.append(item);
     updateWelcome();
     if (stick || options.scroll) scrollToBottom();
@@ -446,7 +469,7 @@
       } else if (name === "done") {
         if (typeof payload.response === "string") received = payload.response;
         finished = true;
-        reply.finish(received);
+        reply.finish(received, true, payload.sources);
         if (payload.history_saved === false) {
           showNotice("This reply could not be saved, so it may be missing when you come back.", "info");
         }
@@ -515,8 +538,9 @@
         var items = [];
         messages.forEach(function (m) {
           if (!m || typeof m.content !== "string") return;
+          // A reply still under way when the page was left ("in_progress") shows as far as it came.
           items.push(addMessage(m.role === "user" ? "user" : "assistant", m.content,
-                                { complete: m.complete !== false }).item);
+                                { complete: m.complete !== false, sources: m.sources }).item);
         });
         ui.messages.prepend.apply(ui.messages, items); // before anything sent while this loaded
         scrollToBottom();

@@ -7,9 +7,11 @@ it through the app's ``Turns``. The stages, in order, each written here only:
 1. validate   the message and the session id (every entry point, the CLI too)
 2. persona    must load: a twin without one cannot answer
 3. guards     per-session caps and budgets (``Turns.guards``); may refuse the turn
-4. history    the stored window (a failure answers without it), or the caller's own
-5. prompt     system prompt (+ the caller's extra instructions) and the messages
-6. LLM        whole (``Turn.reply``) or streamed (``Turn.stream``)
+4. history    the stored window (a failure answers without it), or the caller's own, and the summary
+5. prompt     inside the token budget (``twin_server.grounding``): the persona's core, the knowledge
+              that bears on the question, the summary, the caller's instructions, the newest history
+6. LLM        whole (``Turn.reply``) or streamed (``Turn.stream``), with the tool rounds of ``Turns.toolbox``
+             (``twin_server.turn.tools``) when the backend supports tools
 7. finish     store the user message and the reply, once, whatever the ending
 8. after      ``Turns.after_turn`` callbacks (owner events, summaries, ...): they never fail a turn
 
@@ -25,9 +27,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from twin_server.errors import ValidationError
+from twin_server.grounding.context import Citations, Context, Grounder
+from twin_server.grounding.summary import Summaries
+from twin_server.replies import Reply
 from twin_server.sessions import check_session_id
-from twin_server.turn.prompt import SystemPromptCache
-from twin_server.types import Message, Persona, Prompt, utcnow
+from twin_server.turn import tools
+from twin_server.turn.live import LiveTurns
+from twin_server.types import Message, Persona, Prompt, Source, utcnow
 
 __all__ = ["StreamedReply", "Turn", "TurnRequest", "TurnResult", "Turns"]
 
@@ -59,41 +65,67 @@ class TurnResult:
     history_saved: bool | None
     prompt: Prompt
     complete: bool = True
+    #: The persona passages the reply is based on, best first (empty when the persona does not cover it).
+    sources: tuple[Source, ...] = ()
+    #: "length" when the LLM cut the reply at its token limit.
+    finish_reason: str = "stop"
+    #: False when the backend said its answer is an honest "not covered" (``Reply.covered``).
+    covered: bool = True
 
 
-Guard = Callable[[str, str], None]
+Guard = Callable[[TurnRequest], None]
 AfterTurn = Callable[["Turn", TurnResult], None]
 
 
 class Turns:
     """The chat turn of one app: its backends, its window and its guards and after-turn work."""
 
-    def __init__(self, backends: Any, *, history_window: int, max_message_chars: int) -> None:
+    def __init__(self, backends: Any, *, history_window: int, max_message_chars: int,
+                 grounder: Grounder | None = None, summaries: Summaries | None = None) -> None:
         self.backends = backends
         self.history_window = history_window
         self.max_message_chars = max_message_chars
-        self.system_prompts = SystemPromptCache()
-        #: ``guard(session_id, text)`` runs before anything is spent on a turn; raise to refuse it.
+        self.grounder = grounder or Grounder()
+        #: The rolling summaries (None: off); its ``after_turn`` is one of ``after_turn``'s callbacks.
+        self.summaries = summaries
+        #: Streamed turns still under way, so ``GET /conversation`` shows them before they are stored.
+        self.live = LiveTurns()
+        #: ``guard(request)`` runs before anything is spent on a turn (it sees everything the caller asks the LLM
+        #: to read: the message, the instructions and the history); raise to refuse it.
         self.guards: list[Guard] = []
         #: ``after(turn, result)`` runs once a turn is finished; an exception is logged, never raised.
         self.after_turn: list[AfterTurn] = []
+        #: The tools offered to an LLM backend that declares ``supports_tools`` (None: none).
+        self.toolbox: tools.ToolBox | None = None
 
     def persona(self) -> Persona:
-        return self.backends.persona.load()
+        """The persona without its private material (what every entry point and page may show)."""
+        return self.grounder.public(self.backends.persona.load())
 
     def prepare(self, request: TurnRequest) -> "Turn":
         """Stages 1–5: everything before the LLM call."""
         self._validate(request)
         persona = self.persona()
+        self.grounder.check(persona, request.text)  # a message too long for any request: 400 before the guards
         for guard in self.guards:
-            guard(request.session_id, request.text)
+            guard(request)
         history, loaded = self._history(request)
+        summary = None
+        if self.summaries is not None and request.store and request.history is None:
+            summary = self.summaries.load(request.session_id)
+        context = self.grounder.build(persona, request.text, history, instructions=request.instructions,
+                                      summary=summary)
         user = Message("user", request.text, utcnow())
-        system = self.system_prompts.get(persona)
-        if request.instructions:
-            system = f"{system}\n\n{request.instructions}"
-        prompt = Prompt(system=system, messages=(*history, user), persona=persona, options=dict(request.options))
-        return Turn(self, request, user, prompt, loaded)
+        offered = ()
+        if self.toolbox is not None and getattr(self.backends.llm, "supports_tools", False):
+            offered = self.toolbox.tools
+        citations = Citations(context.passages)
+        prompt = Prompt(system=context.system, messages=(*context.history, user), persona=context.persona,
+                        options=dict(request.options), sources=context.sources, on_cite=citations,
+                        tools=tuple(offered))
+        turn = Turn(self, request, user, prompt, loaded)
+        turn.context, turn.citations, turn.history_count = context, citations, len(history)
+        return turn
 
     def run(self, request: TurnRequest) -> TurnResult:
         """A whole turn, answered at once."""
@@ -125,15 +157,20 @@ class Turns:
     def finish(self, turn: "Turn", reply: str, *, complete: bool) -> TurnResult:
         """Stages 7–8 (called once per turn by ``Turn``)."""
         saved: bool | None = None
+        sources = turn.citations.sources(turn.prompt.sources) if turn.citations is not None else ()
+        meta = reply if isinstance(reply, Reply) else Reply(reply)
+        reply = str(reply)
         if turn.request.store:
-            assistant = Message("assistant", reply, utcnow(), complete=complete)
+            assistant = Message("assistant", reply, utcnow(), complete=complete, sources=sources)
             try:
                 self.backends.storage.append(turn.session_id, [turn.user_message, assistant])
                 saved = True
             except Exception:
                 log.exception("could not save the turn of session %s; the reply was still sent", turn.session_id)
                 saved = False
-        result = TurnResult(reply, turn.session_id, turn.history_loaded, saved, turn.prompt, complete)
+        self.live.end(turn)
+        result = TurnResult(reply, turn.session_id, turn.history_loaded, saved, turn.prompt, complete, sources,
+                            meta.finish_reason, meta.covered)
         for after in self.after_turn:
             try:
                 after(turn, result)
@@ -148,21 +185,29 @@ class Turn:
     def __init__(self, turns: Turns, request: TurnRequest, user_message: Message, prompt: Prompt, loaded: bool) -> None:
         self.turns, self.request = turns, request
         self.user_message, self.prompt, self.history_loaded = user_message, prompt, loaded
+        #: What the grounding decided (set by ``Turns.prepare``), what the backend cited, how much history loaded.
+        self.context: Context | None = None
+        self.citations: Citations | None = None
+        self.history_count = 0
+        #: Owner events the turn's tools recorded, notified when it ends (None once it has).
+        self.events: list[Any] | None = []
 
     @property
     def session_id(self) -> str:
         return self.request.session_id
 
     def reply(self) -> TurnResult:
-        text = self.turns.backends.llm.complete(self.prompt)
-        return self.turns.finish(self, text, complete=True)
+        return self.turns.finish(self, tools.complete(self), complete=True)
 
     def stream(self, relay: Callable[[Iterator[str]], Iterable[str | None]] | None = None) -> "StreamedReply":
         """The reply as pieces. The core has the first piece in hand (retried until it arrives) before
         this returns, so a failure up to then raises here, before any byte of a response is sent.
         ``relay`` may wrap the pieces (an SSE relay yields None when a heartbeat is due)."""
-        pieces = self.turns.backends.llm.stream(self.prompt)
-        return StreamedReply(self, relay(pieces) if relay is not None else pieces)
+        pieces = tools.ToolStream(self)
+        reply = StreamedReply(self, relay(pieces) if relay is not None else pieces, pieces)
+        if self.request.store:
+            self.turns.live.begin(self, reply)
+        return reply
 
 
 class StreamedReply:
@@ -173,9 +218,10 @@ class StreamedReply:
     delivered and stops the LLM; later calls return the first result.
     """
 
-    def __init__(self, turn: Turn, source: Iterable[str | None]) -> None:
+    def __init__(self, turn: Turn, source: Iterable[str | None], reply: tools.ToolStream | None = None) -> None:
         self.turn = turn
         self._source = source
+        self._reply = reply
         self.delivered: list[str] = []
         self.result: TurnResult | None = None
         self._finished = False
@@ -199,5 +245,7 @@ class StreamedReply:
             stop = getattr(self._source, "stop", None) or getattr(self._source, "close", None)
             if stop is not None:
                 stop()
-            self.result = self.turn.turns.finish(self.turn, self.text, complete=complete)
+            reply = self._reply
+            text = Reply(self.text, finish_reason=reply.finish_reason, covered=reply.covered) if reply else self.text
+            self.result = self.turn.turns.finish(self.turn, text, complete=complete)
             return self.result

@@ -40,7 +40,7 @@ def chat(client, message, session_id=None):
 
 def test_ready_names_the_aws_backends_and_the_s3_persona(client):
     body = client.get("/ready").get_json()
-    assert body["backends"] == {"storage": "s3", "persona": "s3", "secrets": "aws", "llm": "offline"}
+    assert body["backends"] == {"storage": "s3", "persona": "s3", "secrets": "aws", "llm": "offline", "notify": "log"}
     facts = json.loads((Path(example_persona_dir()) / "facts.json").read_text())
     assert body["persona"] == facts["full_name"]
 

@@ -15,6 +15,8 @@ from hypothesis import given, strategies as st
 from tests.doubles.moto_server import use_test_credentials
 from tests.doubles.scripted import SCRIPTED_CONFIG
 from twin_aws.bedrock import BedrockLLM, converse_messages, supports_prompt_cache
+from twin_aws.bedrock_tools import tool_config
+from twin_server.owner.toolbox import TOOLS
 from twin_server.app import create_app
 from twin_server.errors import RateLimited, StartupError
 from twin_server.turn.prompt import build_system_prompt
@@ -121,6 +123,7 @@ def test_a_reply_and_the_exact_request(app, stub, scripted):
             {"role": "user", "content": [{"text": "Are you there?\n\nWhat do you do?"}]},
         ],
         "inferenceConfig": {"maxTokens": 1024},
+        "toolConfig": tool_config(TOOLS),
     })
     response = chat(app)
     stub.assert_no_pending_responses()

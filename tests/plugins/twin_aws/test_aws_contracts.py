@@ -12,6 +12,7 @@ import pytest
 from tests.doubles.bedrock_stub import answer_every_call
 from tests.doubles.moto_server import aws, moto_server, use_test_credentials  # noqa: F401  (fixtures)
 from twin_aws.bedrock import BedrockLLM
+from twin_aws.dynamodb import DynamoDBConversationStore
 from twin_aws.persona import S3PersonaSource
 from twin_aws.secrets import SecretsManagerProvider
 from twin_aws.storage import S3ConversationStore
@@ -35,6 +36,17 @@ class TestS3ConversationStore(ConversationStoreContract):
         # Three messages a chunk: the ten-message history spans sealed chunks and the head.
         config = {"S3_BUCKET": aws.bucket(), "S3_PREFIX": "sessions/", "S3_CHUNK_MESSAGES": 3}
         return S3ConversationStore.from_config(config)
+
+
+class TestDynamoDBConversationStore(ConversationStoreContract):
+    concurrency = (4, 6)  # moto serves one request at a time, and scans the table on each
+
+    @pytest.fixture
+    def store(self, aws):
+        table = f"contract-{uuid.uuid4().hex[:12]}"
+        store = DynamoDBConversationStore.from_config({"DYNAMODB_TABLE": table})
+        store.provision()
+        return store
 
 
 def upload_persona(aws, bucket, prefix):

@@ -1,6 +1,7 @@
 """The S3 conversation store against moto's S3 server: format, windows, conflicts, throttling."""
 
 import json
+import re
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -8,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from tests.doubles import echo
 from tests.doubles.moto_server import aws, fail_first, moto_server, record_sends  # noqa: F401  (fixtures)
 from twin_aws.storage import S3ConversationStore
 from twin_server.app import create_app
@@ -22,7 +24,7 @@ def turn(i: int) -> list[Message]:
     return [Message("user", f"question {i}", at), Message("assistant", f"answer {i}\nwith a second line", at)]
 
 
-def make_store(bucket, chunk=3, prefix="sessions/", **kwargs):
+def make_store(bucket, chunk=3, prefix="sessions/", **kwargs):  # kwargs: max_conflicts, clock, random
     config = {"S3_BUCKET": bucket, "S3_PREFIX": prefix, "S3_CHUNK_MESSAGES": chunk}
     store = S3ConversationStore.from_config(config)
     if kwargs:
@@ -33,13 +35,6 @@ def make_store(bucket, chunk=3, prefix="sessions/", **kwargs):
 @pytest.fixture
 def bucket(aws):
     return aws.bucket()
-
-
-def test_a_missing_session_is_empty(bucket):
-    store = make_store(bucket)
-    assert store.load("never-seen-1") == []
-    assert store.load("never-seen-1", 5) == []
-    assert store.delete("never-seen-1") is False
 
 
 def test_a_turn_is_one_compact_head_object(aws, bucket):
@@ -70,16 +65,16 @@ def test_long_histories_seal_chunks_and_every_window_is_right(aws, bucket):
         assert store.load("long-session", limit) == (expected[-limit:] if limit else [])
 
 
-def test_a_window_within_the_head_costs_one_get(bucket):
+def test_an_uncontended_turn_costs_three_requests(bucket):
     store = make_store(bucket, chunk=50)
     store.append("window-session", [m for i in range(300) for m in turn(i)])
     store.append("window-session", turn(300))  # seals what the first append stored
     sends = record_sends(store.client)
     assert len(store.load("window-session", 20)) == 20
-    assert sends == ["GetObject"]
+    assert sends == ["ListObjectsV2", "GetObject"]  # the turn objects first, then the head
     sends.clear()
-    store.append("window-session", turn(301))
-    assert sends == ["GetObject", "PutObject"]
+    store.append("window-session", turn(301))  # the head the load read, written back IfMatch
+    assert sends == ["PutObject"]
 
 
 def test_delete_removes_the_head_and_every_chunk(aws, bucket):
@@ -153,33 +148,39 @@ class Interleave:
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new-session", "existing-session"])
-def test_interleaved_turns_keep_both(bucket, existing):
-    sleeps = []
-    a = make_store(bucket, sleep=sleeps.append)
+def test_interleaved_turns_keep_both(aws, bucket, existing):
+    a = make_store(bucket)
     b = make_store(bucket)
     if existing:
         a.append("shared-0001", turn(0))
     race = Interleave(a, lambda: b.append("shared-0001", turn(1)))
+    sends = record_sends(a.client, "PutObject")
     a.append("shared-0001", turn(2))
-    assert race.statuses == [412, 200]  # A's first head write lost; its second carried its turn
-    assert len(sleeps) == 1 and 0 <= sleeps[0] <= 0.01
+    assert race.statuses == [412]  # A's head write lost, and A did not try again:
+    assert len(sends) == 2  # its turn went into an object of its own
+    turns = aws.keys(bucket, "sessions/shared-0001/turns/")
+    assert len(turns) == 1 and re.fullmatch(r"sessions/shared-0001/turns/\d{16}-[0-9a-f]{8}\.jsonl", turns[0])
     assert a.load("shared-0001") == (turn(0) if existing else []) + turn(1) + turn(2)
+    b.append("shared-0001", turn(3))  # the next head write folds the turn object in and deletes it
+    assert aws.keys(bucket, "sessions/shared-0001/turns/") == []
+    assert b.load("shared-0001") == (turn(0) if existing else []) + turn(1) + turn(2) + turn(3)
 
 
 def test_an_append_racing_a_delete_starts_a_new_session_and_leaves_no_orphan(aws, bucket):
-    a = make_store(bucket, chunk=2, sleep=lambda s: None)
+    a = make_store(bucket, chunk=2)
     b = make_store(bucket)
     a.append("deleted-001", turn(0))  # 2 messages: A's next append seals a chunk
     Interleave(a, lambda: b.delete("deleted-001"))
     a.append("deleted-001", turn(1))
     assert a.load("deleted-001") == turn(1)
-    assert aws.keys(bucket) == ["sessions/deleted-001/head.jsonl"]
+    [key] = aws.keys(bucket)  # no chunk left behind: only A's turn, in an object of its own
+    assert key.startswith("sessions/deleted-001/turns/")
 
 
 def test_racing_appends_larger_than_a_chunk_lose_nothing(bucket):
     # Sealing chunk 0 from these appends would put unstored messages in it; whoever's head
     # write lost would then have overwritten the winner's chunk.
-    a = make_store(bucket, chunk=3, sleep=lambda s: None)
+    a = make_store(bucket, chunk=3)
     b = make_store(bucket)
     a.append("big-turns-1", turn(0))
     Interleave(a, lambda: b.append("big-turns-1", turn(1) + turn(2)), suffix="")  # before A's first write
@@ -188,19 +189,24 @@ def test_racing_appends_larger_than_a_chunk_lose_nothing(bucket):
     assert a.load("big-turns-1") == turn(0) + turn(1) + turn(2) + turn(3) + turn(4) + turn(5)
 
 
-def test_endless_conflicts_give_up_as_transient(bucket):
-    from twin_server.errors import BackendUnavailable
-
-    a = make_store(bucket, max_conflicts=3, sleep=lambda s: None)
-    b = make_store(bucket)
+def test_a_writer_that_always_loses_the_head_still_stores_every_turn(bucket):
+    a = make_store(bucket, chunk=50)  # no sealing here: that would add its chunk writes
+    b = make_store(bucket, chunk=50)
     counter = iter(range(100))
     a.client.meta.events.register(
         "before-send.s3.PutObject",
         lambda request, **kw: b.append("contended-1", turn(next(counter))) if request.url.endswith("head.jsonl") else None,
     )
-    with pytest.raises(BackendUnavailable, match="3 conflicting writes"):
-        a.append("contended-1", turn(99))
-    assert [m.content for m in b.load("contended-1")][::2] == ["question 0", "question 1", "question 2"]
+    sends = record_sends(a.client)
+    for i in range(3):
+        a.append("contended-1", turn(90 + i))
+    # Each append: the listing, the head (and the one turn object left: B's winning write folds and
+    # deletes it each time), its losing head write, its own object. Bounded, and never a retry loop.
+    first = ["ListObjectsV2", "GetObject", "PutObject", "PutObject"]
+    then = ["ListObjectsV2", "GetObject", "GetObject", "PutObject", "PutObject"]
+    assert sends == first + then + then
+    users = [m.content for m in b.load("contended-1")][::2]
+    assert users == ["question 0", "question 90", "question 1", "question 91", "question 2", "question 92"]
 
 
 def test_many_concurrent_turns_through_the_api_keep_every_turn(aws, bucket, clock):
@@ -282,3 +288,135 @@ def test_the_store_behaves_like_a_list(aws, bucket, chunk, batches, limits):
     for limit in limits:
         expected = model if limit is None else (model[-limit:] if limit else [])
         assert store.load(session_id, limit) == expected
+
+
+# -- a crowd on one session: every turn is stored, and the backlog is folded -------------
+
+
+def crowd(apps, session_id, turns):
+    """``turns`` chats on one session at once, spread over ``apps`` (machines); their JSON bodies."""
+    start, results = threading.Barrier(turns), [None] * turns
+
+    def visitor(n):
+        client = apps[n % len(apps)].test_client()
+        start.wait()
+        response = client.post("/chat", json={"message": f"visitor {n}", "session_id": session_id})
+        results[n] = (response.status_code, response.get_json())
+
+    workers = [threading.Thread(target=visitor, args=(n,)) for n in range(turns)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return results
+
+
+def test_a_hundred_concurrent_turns_on_two_machines_are_all_stored(aws, bucket):
+    config = {"STORAGE": "s3", "S3_BUCKET": bucket, "RATE_LIMIT": "off", "LLM": "echo"}
+    machines = [create_app(config, plugins=[echo]) for _ in range(2)]
+    results = crowd(machines, "crowded-02", 100)
+    assert [status for status, _ in results] == [200] * 100
+    assert [body["history_saved"] for _, body in results] == [True] * 100  # within the 5 s storage deadline
+    assert_every_turn_stored(machines, "crowded-02", results)
+
+
+def assert_every_turn_stored(machines, session_id, results):
+    """Both machines see the same history: every question, each followed by the reply its visitor got."""
+    replies = {f"visitor {n}": f"reply to: visitor {n}" for n in range(len(results))}
+    assert [body["response"] for _, body in results] == list(replies.values())
+    histories = [app.test_client().get(f"/conversation/{session_id}?limit=500").get_json()["messages"] for app in machines]
+    assert histories[0] == histories[1]
+    messages = histories[0]
+    assert [m["role"] for m in messages] == ["user", "assistant"] * len(results)
+    assert sorted(m["content"] for m in messages[::2]) == sorted(replies)
+    assert [m["content"] for m in messages[1::2]] == [replies[m["content"]] for m in messages[::2]]
+
+
+def test_a_backlog_of_turn_objects_is_folded_in_order_at_a_bounded_cost(aws, bucket):
+    store = make_store(bucket, chunk=50)
+    store.append("backlog-001", turn(0))
+    crowd_stores = [make_store(bucket, chunk=50) for _ in range(40)]
+    for other in crowd_stores:  # forty machines read the same head, then append one after the other:
+        other.load("backlog-001", 20)
+    for i, other in enumerate(crowd_stores, start=1):  # the first wins the head, 39 write turn objects
+        other.append("backlog-001", turn(i))
+    assert len(aws.keys(bucket, "sessions/backlog-001/turns/")) == 39
+    expected = [m for i in range(41) for m in turn(i)]
+    assert store.load("backlog-001") == expected
+    sends = record_sends(store.client)
+    assert store.load("backlog-001", 20) == expected[-20:]
+    assert sends.count("GetObject") == 1 + 10  # the head and the ten newest turns: enough for 20 messages
+    sends.clear()
+    store.append("backlog-001", turn(41))  # its own object, then the oldest 32 folded into the head
+    # (of which the load had read three already)
+    assert sends == ["PutObject"] + ["GetObject"] * 29 + ["PutObject", "DeleteObjects"]
+    assert len(aws.keys(bucket, "sessions/backlog-001/turns/")) == 39 + 1 - 32
+    expected += turn(41)
+    assert store.load("backlog-001") == expected
+    store.load("backlog-001", 20)
+    store.append("backlog-001", turn(42))  # now few enough: everything folded, the turn in the head
+    assert aws.keys(bucket, "sessions/backlog-001/turns/") == []
+    assert store.load("backlog-001") == expected + turn(42)
+
+
+def test_folded_turn_objects_that_could_not_be_deleted_are_never_counted_twice(aws, bucket):
+    a, b = make_store(bucket), make_store(bucket)
+    a.append("leftover-01", turn(0))
+    b.load("leftover-01", 20)
+    a.append("leftover-01", turn(1))
+    b.append("leftover-01", turn(2))  # b's head is stale: its turn becomes an object
+    fail_first(a.client, "DeleteObjects", times=1, status=503, code="InternalError")
+    a.append("leftover-01", turn(3))  # folds b's object, but cannot delete it
+    assert len(aws.keys(bucket, "sessions/leftover-01/turns/")) == 1
+    expected = turn(0) + turn(1) + turn(2) + turn(3)
+    assert a.load("leftover-01") == expected  # the head names the object it folded: skipped
+    a.append("leftover-01", turn(4))  # deletes it for good; the next head forgets it
+    assert aws.keys(bucket, "sessions/leftover-01/turns/") == []
+    a.append("leftover-01", turn(5))
+    head = aws.s3.get_object(Bucket=bucket, Key="sessions/leftover-01/head.jsonl")["Body"].read()
+    assert "folded" not in json.loads(head.splitlines()[0])
+    assert a.load("leftover-01") == expected + turn(4) + turn(5)
+
+
+def test_a_turn_object_vanishing_while_it_is_read_is_transient(aws, bucket):
+    from twin_server.errors import BackendUnavailable
+
+    a, b = make_store(bucket), make_store(bucket)
+    a.append("vanishing-1", turn(0))
+    b.load("vanishing-1", 20)
+    a.append("vanishing-1", turn(1))
+    b.append("vanishing-1", turn(2))  # an object
+    [key] = aws.keys(bucket, "sessions/vanishing-1/turns/")
+    def vanish(request, **kwargs):  # listed, then gone before it is fetched (folded and deleted)
+        if "/turns/" in request.url:
+            aws.s3.delete_object(Bucket=bucket, Key=key)
+
+    a.client.meta.events.register("before-send.s3.GetObject", vanish)
+    with pytest.raises(BackendUnavailable, match="changed while it was being read"):
+        a.load("vanishing-1")
+
+
+def test_a_retried_append_whose_first_try_was_stored_is_not_stored_twice(bucket, clock):
+    from botocore.exceptions import ReadTimeoutError
+
+    app = create_app({"STORAGE": "s3", "S3_BUCKET": bucket}, retry_options={"clock": clock, "sleep": clock.sleep})
+    client = app.extensions["twin_server"].backends.storage.client
+    lost = []
+
+    def lose_the_answer(http_response, **kwargs):  # the head was written; its answer never arrives
+        if http_response.url.endswith("head.jsonl") and not lost:
+            lost.append(http_response.status_code)
+            raise ReadTimeoutError(endpoint_url=http_response.url)
+
+    client.meta.events.register("after-call.s3.PutObject", lose_the_answer)
+    response = app.test_client().post("/chat", json={"message": "hello", "session_id": "timed-out-1"})
+    assert response.get_json()["history_saved"] is True and lost == [200] and len(clock.sleeps) == 1
+    assert len(app.test_client().get("/conversation/timed-out-1").get_json()["messages"]) == 2
+
+
+def test_provision_creates_the_bucket_once(aws):
+    store = make_store("made-by-init")
+    assert store.provision() == ["created bucket made-by-init"]
+    assert store.provision() == []
+    store.append("session-0001", turn(0))
+    assert store.load("session-0001") == turn(0)

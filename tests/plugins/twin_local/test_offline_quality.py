@@ -234,3 +234,18 @@ def test_injections_are_refused_in_the_persons_own_voice(llm, question):
     answer = ask(llm, MIRA, question)
     assert answer.startswith("I only ever answer as myself, Mira Janssens")
     assert not is_not_covered(answer) and "pirate" not in answer
+
+
+def test_the_golden_set_passes_through_twin_server_eval(tmp_path, monkeypatch):
+    """What CI asks of the offline twin: the whole turn (owner inbox included), at the threshold."""
+    import json
+
+    from click.testing import CliRunner
+
+    from twin_server.cli import main
+
+    monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(main, ["eval", os.path.join(EVALS, "example.jsonl"), "--format", "json",
+                                       "--min-score", "0.95"])
+    assert result.exit_code == 0, result.output[-3000:]
+    assert json.loads(result.stdout)["total"] >= 80

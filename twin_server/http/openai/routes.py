@@ -9,7 +9,9 @@ prompt is the persona's, then the client's messages (its ``system`` and
 replace). With a body field ``session_id`` the new user message and the reply
 are also stored in that conversation. Usage counts are estimates,
 ``ceil(characters / 4)``. Errors use OpenAI's envelope, with the status of the
-core's registry.
+core's registry. Replies carry the persona passages they are based on in an
+extension field, ``twin_sources`` (``[{"id", "title"}]``): on the completion,
+and on a stream's last chunk (the one with ``finish_reason``).
 """
 
 from __future__ import annotations
@@ -127,16 +129,18 @@ def chat_completions() -> Response:
         return sse.event_response(_chunks(pieces, reply, asked), lambda: pieces.finish(complete=False))
     result = turn.reply()
     message = {"role": "assistant", "content": result.response, "refusal": None}
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
-    return jsonify({**reply.head("chat.completion"), "choices": [choice], "usage": _usage(result.prompt, result.response)})
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": result.finish_reason}
+    usage = _usage(result.prompt, result.response)
+    return jsonify({**reply.head("chat.completion"), "choices": [choice], "usage": usage,
+                    "twin_sources": [source.to_dict() for source in result.sources]})
 
 
 def _chunks(pieces: StreamedReply, reply: _Reply, asked: Completion) -> Iterator[str]:
     state = twin()
 
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> str:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        data = {**reply.head("chat.completion.chunk"), "choices": [choice]}
+        data = {**reply.head("chat.completion.chunk"), "choices": [choice], **extra}
         if asked.include_usage:
             data["usage"] = None
         return sse.encode(data)
@@ -148,7 +152,8 @@ def _chunks(pieces: StreamedReply, reply: _Reply, asked: Completion) -> Iterator
     if not (yield from sse.relay_events(pieces, lambda piece: chunk({"content": piece}), error_event)):
         return
     result = pieces.finish(complete=True)
-    yield chunk({}, "stop")
+    yield chunk({}, result.finish_reason if result is not None else "stop",
+                twin_sources=[source.to_dict() for source in result.sources] if result is not None else [])
     if asked.include_usage:
         usage = _usage(result.prompt, result.response)
         yield sse.encode({**reply.head("chat.completion.chunk"), "choices": [], "usage": usage})

@@ -1,0 +1,132 @@
+"""The document event store, on files and on S3 (moto's server): dedup, merging, erasure, deliveries, races."""
+
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.doubles.moto_server import aws, moto_server  # noqa: F401  (fixtures)
+from twin_aws.dynamodb import DynamoDBConversationStore
+from twin_aws.events import S3Documents
+from twin_server import DocumentEventStore, FileDocuments
+from twin_server.events import Lead, Question
+
+T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+
+
+@pytest.fixture(params=["files", "s3", "dynamodb"])
+def documents(request, tmp_path):
+    if request.param == "files":
+        return FileDocuments(tmp_path / "events")
+    s3 = request.getfixturevalue("aws")
+    if request.param == "dynamodb":
+        store = DynamoDBConversationStore.from_config({"DYNAMODB_TABLE": f"events-{uuid.uuid4().hex[:10]}"})
+        store.provision()
+        return store.event_store().documents
+    return S3Documents(s3.s3, s3.bucket("twin-events"), "sessions/owner.events")
+
+
+@pytest.fixture
+def store(documents):
+    return DocumentEventStore(documents)
+
+
+def lead(session="session-one", email="jane@example.com", at=T0, **kw):
+    return Lead.create(session, email, kw.pop("name", "Jane"), kw.pop("notes", ""), at=at, **kw)
+
+
+def test_a_lead_is_stored_once_per_session_and_address(store):
+    assert store.record_lead(lead()) is True
+    assert store.record_lead(lead(email="JANE@example.com", name="Jane D.")) is False
+    assert store.record_lead(lead(email="bob@example.com")) is True
+    assert store.record_lead(lead(session="session-two")) is True
+    assert sorted((x.session_id, x.email) for x in store.leads()) == [
+        ("session-one", "bob@example.com"), ("session-one", "jane@example.com"), ("session-two", "jane@example.com")]
+    assert {x.name for x in store.leads() if x.email == "jane@example.com"} == {"Jane"}  # the first stays
+
+
+def test_a_repeated_question_is_one_entry_counting_its_asks(store):
+    assert store.record_question(Question.create("session-one", "How old are you?", at=T0)) is True
+    assert store.record_question(Question.create("session-two", "how old are you", at=T0 + timedelta(1))) is False
+    assert store.record_question(Question.create("session-one", "How old are you?!", at=T0)) is False
+    [entry] = store.questions()
+    assert entry.count == 3 and set(entry.session_ids) == {"session-one", "session-two"}
+    assert entry.question == "How old are you?" and entry.last_asked == T0 + timedelta(1)
+
+
+def test_deleting_a_session_erases_its_leads_and_its_asks(store, documents):
+    store.record_lead(lead())
+    store.record_lead(lead(session="session-two"))
+    store.record_question(Question.create("session-one", "Only one asked this?", at=T0))
+    store.record_question(Question.create("session-one", "Both asked this?", at=T0))
+    store.record_question(Question.create("session-two", "Both asked this?", at=T0))
+    assert store.delete_session("session-one") == 3
+    assert [x.session_id for x in store.leads()] == ["session-two"]
+    [left] = store.questions()
+    assert left.question == "Both asked this?" and left.session_ids == ("session-two",) and left.count == 1
+    assert [k for k in documents.keys("") if "session-one" in k] == []
+    assert store.delete_session("session-one") == 0
+    assert store.delete_session("../etc") == 0
+
+
+def test_a_lead_is_deleted_by_its_id(store):
+    stored = lead()
+    store.record_lead(stored)
+    assert store.delete_lead("not-an-id") is False
+    assert store.delete_lead(stored.id) is True
+    assert store.delete_lead(stored.id) is False
+    assert store.leads() == []
+
+
+def test_deliveries_are_recorded_and_never_bring_an_erased_event_back(store):
+    stored = lead(delivery={"log": "pending", "webhook": "pending"})
+    store.record_lead(stored)
+    store.set_delivery("lead", stored.id, {"webhook": "failed"})
+    store.set_delivery("lead", stored.id, {"log": "delivered"})
+    [found] = store.leads()
+    assert found.delivery == {"log": "delivered", "webhook": "failed"}
+    question = Question.create("session-one", "Why?", at=T0, delivery={"log": "pending"})
+    store.record_question(question)
+    store.set_delivery("unanswered", question.id, {"log": "delivered"})
+    assert store.questions()[0].delivery == {"log": "delivered"}
+    store.delete_lead(stored.id)
+    store.set_delivery("lead", stored.id, {"webhook": "delivered"})
+    assert store.leads() == []
+
+
+def test_concurrent_asks_of_one_question_are_all_counted(store):
+    def ask(worker):
+        for n in range(6):
+            store.record_question(Question.create(f"session-{worker:02d}-{n:02d}", "Same question?", at=T0))
+
+    threads = [threading.Thread(target=ask, args=(w,)) for w in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    [entry] = store.questions()
+    assert entry.count == 36 and len(entry.session_ids) == 36
+
+
+def test_a_corrupt_document_is_skipped(store, documents):
+    store.record_lead(lead())
+    documents.write("leads/session-two.0123456789abcdef0123.json", b"{not json", version=None)
+    assert [x.session_id for x in store.leads()] == ["session-one"]
+
+
+def test_file_documents_refuse_a_key_that_leaves_their_folder(tmp_path):
+    documents = FileDocuments(tmp_path / "events")
+    for key in ("../outside", "leads/../../x", "/etc/passwd", "a//b"):
+        with pytest.raises(ValueError):
+            documents.write(key, b"x", version=None)
+    assert not (tmp_path / "outside").exists()
+
+
+def test_file_documents_are_private_and_created_only_when_written(tmp_path):
+    root = tmp_path / "events"
+    documents = FileDocuments(root)
+    assert documents.keys("leads/") == [] and not root.exists()
+    documents.write("leads/session-one/x.json", b"{}", version=None)
+    assert (root.stat().st_mode & 0o777) == 0o700
+    assert ((root / "leads/session-one/x.json").stat().st_mode & 0o777) == 0o600

@@ -1,0 +1,334 @@
+"""The owner's events kept as small JSON documents: one implementation of ``EventStore`` for any store
+that can read, conditionally write, delete and list keyed documents.
+
+A store plugin gives its conversation store an ``event_store()`` returning
+``DocumentEventStore(its_documents)``, where ``its_documents`` has four
+methods (``Documents``): the filesystem's is ``FileDocuments`` (below), S3's
+maps them onto GetObject / conditional PutObject / DeleteObject /
+ListObjectsV2. The layout, under whatever root the documents have::
+
+    leads/<lead id>.json                     one lead (a conditional create dedups it); the id starts
+                                             with "<session_id>."
+    questions/<question id>.json             one unanswered question, merged on a repeat (read, then write if unchanged)
+    asked/<session_id>.<question id>         an empty marker: this session asked it (so deleting the session finds it)
+
+Every write that changes a document is conditional on the version read, and
+retried on a conflict (``MAX_CONFLICTS`` times), so processes and machines
+sharing the documents never lose each other's asks or deliveries.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from twin_server.backends.retrying import _Wrapped
+from twin_server.errors import BackendUnavailable
+from twin_server.events import Lead, Question
+from twin_server.sessions import is_session_id
+
+__all__ = ["DocumentEventStore", "Documents", "FileDocuments", "RetryingEvents"]
+
+log = logging.getLogger("twin_server.events")
+
+MAX_CONFLICTS = 20
+_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*")
+_LEAD_ID = re.compile(r"([A-Za-z0-9_-]{8,128})\.([0-9a-f]{20})")
+_QUESTION_ID = re.compile(r"[0-9a-f]{20}")
+
+
+class Documents(Protocol):
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        """(body, version) of the document, or None when there is none."""
+
+    def write(self, key: str, body: bytes, *, version: str | None) -> bool:
+        """Write only if the document is absent (``version`` None) or still at ``version``; False otherwise."""
+
+    def remove(self, key: str) -> bool:
+        """Delete the document; True when it was there."""
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every document key starting with ``prefix`` (a folder, "leads/", or a part of a name, "leads/abc.")."""
+
+
+def _dumps(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class DocumentEventStore:
+    """An ``EventStore`` over ``Documents``."""
+
+    def __init__(self, documents: Documents, *, where: str = "") -> None:
+        self.documents = documents
+        self.where = where or repr(documents)
+
+    def __repr__(self) -> str:
+        return f"DocumentEventStore({self.where})"
+
+    # -- writing ---------------------------------------------------------------
+
+    def record_lead(self, lead: Lead) -> bool:
+        return self.documents.write(_lead_key(lead.session_id, lead.id), _dumps(lead.to_dict()), version=None)
+
+    def record_question(self, question: Question) -> bool:
+        # The marker first: a crash between the two leaves a marker pointing at nothing, which is harmless.
+        self.documents.write(f"asked/{question.session_id}.{question.id}", b"{}", version=None)
+        key = f"questions/{question.id}.json"
+        for _ in range(MAX_CONFLICTS):
+            found = self.documents.read(key)
+            if found is None:
+                if self.documents.write(key, _dumps(question.to_dict()), version=None):
+                    return True
+                continue
+            body, version = found
+            merged = _question(body, key)
+            merged = question if merged is None else merged.merged(question)
+            if self.documents.write(key, _dumps(merged.to_dict()), version=version):
+                return False
+        raise BackendUnavailable(f"the event store {self.where} kept changing under a question's update")
+
+    def set_delivery(self, kind: str, event_id: str, states: Mapping[str, str]) -> None:
+        if kind == Lead.kind:
+            match = _LEAD_ID.fullmatch(event_id)
+            if match is None:
+                return
+            key, load = _lead_key(match.group(1), event_id), _lead
+        else:
+            if not _QUESTION_ID.fullmatch(event_id):
+                return
+            key, load = f"questions/{event_id}.json", _question
+        self._update(key, load, lambda event: event.with_delivery(states))
+
+    def delete_lead(self, lead_id: str) -> bool:
+        match = _LEAD_ID.fullmatch(lead_id)
+        if match is None:
+            return False
+        return self.documents.remove(_lead_key(match.group(1), lead_id))
+
+    def delete_session(self, session_id: str) -> int:
+        if not is_session_id(session_id):
+            return 0
+        changed = sum(self.documents.remove(key) for key in self.documents.keys(f"leads/{session_id}."))
+        for marker in self.documents.keys(f"asked/{session_id}."):
+            question_id = marker.rsplit(".", 1)[-1]
+            if _QUESTION_ID.fullmatch(question_id):
+                changed += self._update(f"questions/{question_id}.json", _question,
+                                        lambda question: question.without_session(session_id))
+            self.documents.remove(marker)
+        return changed
+
+    def _update(self, key: str, load: Callable[[bytes, str], Any], change: Callable[[Any], Any]) -> bool:
+        """Apply ``change`` to the document (None from it: erase the document); True when something changed."""
+        for _ in range(MAX_CONFLICTS):
+            found = self.documents.read(key)
+            if found is None:
+                return False
+            body, version = found
+            event = load(body, key)
+            if event is None:
+                return False
+            new = change(event)
+            if new is event:
+                return False
+            if new is None:
+                # Not conditional (no store here deletes conditionally): a repeat racing this erasure may vanish.
+                return self.documents.remove(key)
+            if self.documents.write(key, _dumps(new.to_dict()), version=version):
+                return True
+        raise BackendUnavailable(f"the event store {self.where} kept changing under an update")
+
+    # -- reading ---------------------------------------------------------------
+
+    def leads(self) -> list[Lead]:
+        return [lead for lead in self._read_all("leads/", _lead) if lead is not None]
+
+    def questions(self) -> list[Question]:
+        return [question for question in self._read_all("questions/", _question) if question is not None]
+
+    def _read_all(self, prefix: str, load: Callable[[bytes, str], Any]) -> list[Any]:
+        keys = [key for key in self.documents.keys(prefix) if key.endswith(".json")]
+
+        def read(key: str) -> Any:
+            found = self.documents.read(key)
+            return None if found is None else load(found[0], key)
+
+        if len(keys) <= 1:
+            return [read(key) for key in keys]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:  # S3: one GET each, side by side
+            return list(pool.map(read, keys))
+
+
+def _lead_key(session_id: str, lead_id: str) -> str:
+    return f"leads/{lead_id}.json"
+
+
+def _lead(body: bytes, key: str) -> Lead | None:
+    try:
+        return Lead.from_dict(json.loads(body))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        log.warning("skipping a corrupt lead document %s (%s)", key, type(exc).__name__)
+        return None
+
+
+def _question(body: bytes, key: str) -> Question | None:
+    try:
+        return Question.from_dict(json.loads(body))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        log.warning("skipping a corrupt question document %s (%s)", key, type(exc).__name__)
+        return None
+
+
+class FileDocuments:
+    """``Documents`` as files under ``root`` (mode 0600), each replaced whole: a create is a ``link()``
+    (which refuses an existing name), an update a rename under one ``flock`` after checking the version.
+
+    ``root`` is created with the first write (mode 0700), so an app that never records an event leaves no trace.
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).absolute()
+        self._lock_path = self.root / ".lock"
+
+    def __repr__(self) -> str:
+        return f"FileDocuments({str(self.root)!r})"
+
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            body = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _unavailable("read", exc) from exc
+        return body, hashlib.sha256(body).hexdigest()
+
+    def write(self, key: str, body: bytes, *, version: str | None) -> bool:
+        path = self._path(key)
+        try:
+            if version is None:  # a create needs no lock: link() refuses a name that exists, atomically
+                temporary = self._temporary(body)
+                try:
+                    return self._link(temporary, path)
+                finally:
+                    os.unlink(temporary)
+            with self._locked():
+                current = self.read(key)
+                if current is None or current[1] != version:
+                    return False
+                temporary = self._temporary(body)
+                os.replace(temporary, path)
+                return True
+        except OSError as exc:
+            raise _unavailable("write", exc) from exc
+
+    def _temporary(self, body: bytes) -> Path:
+        """``body`` in a new private file beside the documents (same file system, so it can be renamed)."""
+        temporary = self.root / f".{uuid.uuid4().hex}.tmp"
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        return temporary
+
+    @staticmethod
+    def _link(temporary: Path, path: Path) -> bool:
+        for _ in range(2):
+            try:
+                os.link(temporary, path)
+                return True
+            except FileExistsError:
+                return False
+            except FileNotFoundError:  # the document's folder, on its first document
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.link(temporary, path)
+        return True
+
+    def remove(self, key: str) -> bool:
+        path = self._path(key)
+        try:
+            with self._locked():
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    return False
+                return True
+        except OSError as exc:
+            raise _unavailable("delete", exc) from exc
+
+    def keys(self, prefix: str) -> list[str]:
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        base = self._path(folder) if folder else self.root
+        found = []
+        try:
+            for where, _dirs, files in os.walk(base):
+                relative = Path(where).relative_to(self.root).as_posix()
+                lead = "" if relative == "." else relative + "/"
+                found.extend(lead + name for name in files if not name.startswith("."))
+        except OSError as exc:
+            raise _unavailable("list", exc) from exc
+        return sorted(key for key in found if key.startswith(prefix))
+
+    def _path(self, key: str) -> Path:
+        if not _KEY.fullmatch(key) or ".." in key.split("/"):
+            raise ValueError(f"not a document key: {key!r}")
+        return self.root / key
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _unavailable(action: str, exc: OSError) -> BackendUnavailable:
+    reason = errno.errorcode.get(exc.errno or 0, "OSError")
+    return BackendUnavailable(f"the event store could not {action} an event ({reason})")
+
+
+class RetryingEvents(_Wrapped):
+    """An ``EventStore`` behind the core's retry (the ``storage`` operation's policy and deadline)."""
+
+    def record_lead(self, lead: Lead) -> bool:
+        return bool(self.retrier.call(self.backend.record_lead, lead))
+
+    def record_question(self, question: Question) -> bool:
+        return bool(self.retrier.call(self.backend.record_question, question))
+
+    def leads(self) -> list[Lead]:
+        return list(self.retrier.call(self.backend.leads))
+
+    def questions(self) -> list[Question]:
+        return list(self.retrier.call(self.backend.questions))
+
+    def delete_lead(self, lead_id: str) -> bool:
+        return bool(self.retrier.call(self.backend.delete_lead, lead_id))
+
+    def delete_session(self, session_id: str) -> int:
+        return int(self.retrier.call(self.backend.delete_session, session_id) or 0)
+
+    def set_delivery(self, kind: str, event_id: str, states: Mapping[str, str]) -> None:
+        self.retrier.call(self.backend.set_delivery, kind, event_id, dict(states))

@@ -1,0 +1,253 @@
+"""BM25 over a persona's passages: which of them bear on a question, best first.
+
+The index is built once per persona object (``PassageIndex(passages)``) and a
+query costs the postings of its own terms, not a pass over every passage, so
+a 500 KB persona answers as fast as a small one. Terms are lower-cased words
+without stopwords, lightly stemmed ("languages"/"language", "based"/"base").
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+from twin_server.grounding.passages import Passage
+
+__all__ = ["PassageIndex", "query_weights", "stem", "terms"]
+
+STOPWORDS = frozenset(
+    """
+    a about above after again all also am an and any anything are as at be been being but by can could did do does
+    doing done don else ever for from get got had has have having he her here hers him his how i if in into is it its
+    just kind know let like lot many may me might mine more most much must my myself no not now of ok okay on one
+    only or other our out over own please really s say she should so some something sort such t tell than that the
+    their them then there these they thing things think this those to too us very want was we well were what when
+    where which who whom whose why will with would yes you your yours yourself hi hello hey thanks thank
+    """.split()
+)
+_TOKEN = re.compile(r"[^\W_]+(?:\+\+|#)?")
+_SUFFIXES = (("ies", "y"), ("ing", ""), ("ed", ""), ("ly", ""), ("s", ""))
+#: "Tell me more", "go on": a follow-up whose subject is the turn before.
+FOLLOW_UP = re.compile(r"^\W*(tell me more|more|go on|and\??|what else|anything else|continue|keep going|say more"
+                       r"|elaborate|why|how so|really)\b", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def stem(word: str) -> str:
+    """A light stemmer: languages/language, based/base, living/lives/live all meet (cached: a persona
+    and its questions use the same few thousand words)."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    for suffix, replacement in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            if suffix == "s" and word.endswith(("ss", "us", "is")):
+                break
+            word = word[: -len(suffix)] + replacement
+            if suffix in ("ing", "ed") and len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
+                word = word[:-1]
+            break
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
+    return word
+
+
+def terms(text: str) -> list[str]:
+    """The text's stemmed content words, in order, repeats kept."""
+    words = _TOKEN.findall(text.replace("’", "'").lower())
+    return [stem(w) for w in words if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+
+
+#: Question words that also mean other words (what a persona's labels and notes say instead).
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "live": ("location", "based"), "based": ("location",), "located": ("location",),
+    "name": ("called", "named"), "called": ("name", "named"), "named": ("name", "called"), "living": ("location", "based"), "city": ("location", "based"),
+    "country": ("location",), "hometown": ("location", "grew"), "from": ("location",),
+    "job": ("role", "work"), "work": ("role", "company"), "employer": ("company",), "career": ("experience", "role"),
+    "hobby": ("interests",), "hobbies": ("interests",), "fun": ("interests",), "free": ("interests",),
+    "study": ("education", "degree"), "studied": ("education", "degree"), "degree": ("education",),
+    "university": ("education",), "school": ("education",), "email": ("contact", "email"),
+    "contact": ("email", "website"), "reach": ("email", "contact"), "website": ("website",),
+    "skills": ("skills",), "good": ("skills",), "stack": ("skills",), "speak": ("languages",),
+    "built": ("projects",), "build": ("projects",), "portfolio": ("projects",), "projects": ("projects",),
+    "story": ("summary", "background"), "background": ("summary", "experience"), "yourself": ("summary", "headline"),
+    "worked": ("experience",), "previous": ("experience",), "resume": ("experience",), "cv": ("experience",),
+    "hire": ("consulting", "advisory", "contact"), "freelance": ("consulting", "advisory"),
+}
+#: Questions made of stopwords alone, and the words they stand for.
+PHRASES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), words)
+    for pattern, words in (
+        (r"\bwhere (are|do) you\b|\bwhere('s| is) (home|your home)\b", ("location", "based")),
+        (r"\bwhat do you do\b|\bfor a living\b|\bwho do you work for\b", ("role", "company", "work")),
+        (r"\bwho are you\b|\babout (you|yourself)\b", ("headline", "summary", "role")),
+    )
+)
+
+
+def query_groups(message: str) -> list[frozenset[str]]:
+    """The question's content words, each with the stems of its synonyms: one group a word."""
+    groups: dict[str, set[str]] = {}
+    words = _TOKEN.findall(message.replace("’", "'").lower())
+    for word in words:
+        if word in STOPWORDS and word not in SYNONYMS:
+            continue
+        if len(word) < 2 and not word.isdigit():
+            continue
+        root = stem(word)
+        groups.setdefault(root, {root}).update(stem(s) for s in SYNONYMS.get(word, ()))
+    for pattern, extra in PHRASES:
+        if pattern.search(message):
+            meant = {stem(w) for w in extra}
+            # The phrase's words join the group of a word of the question they stand beside ("based").
+            into = next((g for root, g in groups.items() if root in meant), None)
+            if into is None:
+                groups["~" + extra[0]] = meant
+            else:
+                into.update(meant)
+    return [frozenset(g) for g in groups.values()]
+
+
+def query_weights(message: str, recent: Sequence[str] = (), recent_weight: float = 0.4,
+                  idf: Callable[[str], float] | None = None, recent_terms: int = 6) -> dict[str, float]:
+    """Term weights of a question: its own words at 1 (synonyms at 0.8), then the rarest few words of
+    the recent turns (newest first, ``recent_terms`` at most, by ``idf``) at ``recent_weight`` and less."""
+    weights: dict[str, float] = {}
+    for group in query_groups(message):
+        for term in group:
+            weights[term] = max(weights.get(term, 0.0), 0.8)
+    for term in terms(message):
+        weights[term] = 1.0
+    weight, extra = recent_weight, {}
+    for text in recent:
+        for term in terms(text):
+            if term not in weights and term not in extra:
+                extra[term] = weight
+        weight /= 2
+    rarest = sorted(extra, key=lambda t: -(idf(t) if idf else 0.0))[:recent_terms]
+    weights.update((t, extra[t]) for t in rarest if not idf or idf(t) > 0)
+    return weights
+
+
+class PassageIndex:
+    """BM25 (k1 1.4, b 0.6) over passages, with each passage's title counted twice."""
+
+    K1 = 1.4
+    B = 0.6
+    #: Below this idf (a word in more than about 80% of the passages) a word only counts alone.
+    COMMON_IDF = 0.2
+    #: How many of the best passages ``rank`` sorts first.
+    FIRST = 48
+
+    def __init__(self, passages: Sequence[Passage]) -> None:
+        self.passages = tuple(passages)
+        counts = [Counter(terms(f"{p.title} {p.title} {p.text}")) for p in self.passages]
+        lengths = [max(sum(c.values()), 1) for c in counts]
+        average = sum(lengths) / len(lengths) if lengths else 1.0
+        df: Counter[str] = Counter()
+        for count in counts:
+            df.update(count.keys())
+        n = len(self.passages)
+        self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+        # Per term: the passages holding it and their BM25 contribution (idf × saturated tf), so a
+        # query costs its terms' postings only.
+        postings: dict[str, tuple[list[int], list[float]]] = {}
+        for i, (count, length) in enumerate(zip(counts, lengths)):
+            for term, f in count.items():
+                norm = f * (self.K1 + 1) / (f + self.K1 * (1 - self.B + self.B * length / average))
+                ids, values = postings.setdefault(term, ([], []))
+                ids.append(i)
+                values.append(self._idf[term] * norm)
+        self._postings = postings
+        self._contrib: list[dict[str, float]] = [{} for _ in self.passages]
+        for term, (ids, values) in postings.items():
+            for i, value in zip(ids, values):
+                self._contrib[i][term] = value
+
+    def idf(self, term: str) -> float:
+        return self._idf.get(term, 0.0)
+
+    def scores(self, weights: Mapping[str, float]) -> dict[int, float]:
+        """Passage position → BM25 score, for the passages that match at least one term."""
+        out: dict[int, float] = {}
+        get = out.get
+        for term, weight in weights.items():
+            posting = self._postings.get(term)
+            if posting is None:
+                continue
+            for i, value in zip(*posting):
+                out[i] = get(i, 0.0) + weight * value
+        return out
+
+    def rank(self, weights: Mapping[str, float], start: int = 0) -> Iterator[tuple[float, int]]:
+        """(score, position) of the passages from ``start`` on, best first, lazily: the matching ones by
+        score, then the rest in the persona's order (ties keep it too).
+
+        A word found in nearly every passage (idf below ``COMMON_IDF``) adds almost nothing to any
+        score but costs a walk over the whole index, so it only counts when the question has no
+        rarer word. A caller that takes the first few pays for those only (a partial sort).
+        """
+        rare = {t: w for t, w in weights.items() if self._idf.get(t, 0.0) >= self.COMMON_IDF}
+        scores = self.scores(rare or weights)
+        items = [(v, i) for i, v in scores.items() if i >= start]
+        key = lambda pair: (-pair[0], pair[1])  # noqa: E731
+        head = heapq.nsmallest(self.FIRST, items, key=key)
+        yield from head
+        if len(items) > len(head):
+            yield from sorted(items, key=key)[len(head):]
+        for i in range(start, len(self.passages)):
+            if i not in scores:
+                yield 0.0, i
+
+    def relevant(self, message: str, among: Iterable[int] | None = None, *, limit: int = 5,
+                 relative: float = 0.5, coverage: float = 0.5) -> list[int]:
+        """The passages a reply to ``message`` is based on, best first (``[]`` when none is).
+
+        A passage counts when it matches the question's words (or their synonyms) carrying at
+        least ``coverage`` of the question's idf weight, so a single common word is not enough,
+        and scores at least ``relative`` of the best passage.
+        """
+        groups = query_groups(message)
+        unknown = self._unknown_idf()
+        weight_of = [max((self._idf[t] for t in g if t in self._idf), default=unknown) for g in groups]
+        total = sum(weight_of)
+        if not total:
+            return []
+        weights: dict[str, float] = {}
+        for group in groups:
+            for term in group:
+                weights[term] = 1.0
+        if among is None:
+            scores = [(s, i) for i, s in self.scores(weights).items()]
+        else:  # a few passages (those a prompt holds): score each rather than walk the postings
+            scores = [(s, i) for i in set(among) if (s := self.score_of(i, weights)) > 0]
+        scores.sort(key=lambda pair: (-pair[0], pair[1]))
+        best = scores[0][0] if scores else 0.0
+        out: list[int] = []
+        for score, i in scores:
+            if len(out) >= limit or score < best * relative:
+                break
+            have = self.terms_of(i)
+            matched = sum(w for g, w in zip(groups, weight_of) if g & have)
+            if matched / total >= coverage:
+                out.append(i)
+        return out
+
+    def score_of(self, position: int, weights: Mapping[str, float]) -> float:
+        contrib = self._contrib[position]
+        return sum(w * contrib[t] for t, w in weights.items() if t in contrib)
+
+    def _unknown_idf(self) -> float:
+        n = len(self.passages)
+        return math.log(1 + (n + 0.5) / 0.5)
+
+    def terms_of(self, i: int) -> frozenset[str]:
+        cache = self.__dict__.setdefault("_term_sets", {})
+        found = cache.get(i)
+        if found is None:
+            p = self.passages[i]
+            found = cache[i] = frozenset(terms(f"{p.title} {p.text}"))
+        return found
