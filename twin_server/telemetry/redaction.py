@@ -10,8 +10,9 @@ with ``[redacted]``. Matching is by value, so it does not matter which logger
 or which library wrote it.
 
 Each value is also registered as JSON would escape it and, for URL parts, as
-percent-encoded; values shorter than ``MIN_LENGTH`` are ignored (they would
-blank out ordinary words and are no secret worth the name).
+percent-encoded; values shorter than ``MIN_LENGTH`` (8) are ignored: they would
+blank out ordinary words (a secret "twin" would take every logger's name) and
+are no secret worth the name.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 __all__ = ["REDACTED", "SecretRegistry", "register_config", "register_secret", "secrets"]
 
 REDACTED = "[redacted]"
-MIN_LENGTH = 4
+MIN_LENGTH = 8
 #: Setting names whose value is a secret: ``API_KEYS``, ``OPENAI_API_KEY``, ``..._SECRET``, ``..._PASSWORD``
 #: (not ``MAX_TOKENS`` or ``SECRETS``, the provider's name).
 _SECRET_NAME = re.compile(r"(?:^|_)(?:KEY|KEYS|SECRET|TOKEN|PASSWORD|PASSWD)$", re.IGNORECASE)
