@@ -49,7 +49,9 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 CONNECTIONS = 16
 KEY = "sk-bench-capacity-0000"
-SHAPE = {"TWIN_WORKERS": "2", "TWIN_THREADS": "8"}
+#: The admission cap (twin_server.http.inflight) stays on, at the thread count: no thread is kept for
+#: probes (there are none here), so a worker that wrk gave more connections than threads queues them.
+SHAPE = {"TWIN_WORKERS": "2", "TWIN_THREADS": "8", "TWIN_MAX_CHATS": "8"}
 #: Two windows like the default, far above what the benchmark sends: on, never refusing.
 LIMIT_ON = {"TWIN_RATE_LIMIT": "100000000/minute;1000000000/day"}
 QUIET = {"TWIN_LOG_LEVEL": "WARNING", "TWIN_METRICS": "off", "TWIN_RATE_LIMIT": "off"}
@@ -196,7 +198,8 @@ def report(median: dict[str, dict[str, float]]) -> None:
 
 def slow_llm(work: Path, log: Path) -> None:
     """Chats waiting on a 200 ms LLM, gunicorn.conf.py's own workers and threads, logs/metrics/limit on."""
-    env = {"TWIN_LLM": "paced", "TWIN_PACED_TOKENS": "1", "TWIN_PACED_INTERVAL": str(SLOW_LLM_SECONDS), **LIMIT_ON}
+    env = {"TWIN_LLM": "paced", "TWIN_PACED_TOKENS": "1", "TWIN_PACED_INTERVAL": str(SLOW_LLM_SECONDS),
+           "TWIN_MAX_CHATS": "64", **LIMIT_ON}  # gunicorn.conf.py's 64 threads, all of them for chats
     limit = SLOW_CONNECTIONS / SLOW_LLM_SECONDS
     with server("tests.doubles.paced_app:app", env, work / "slow", log) as (host, port, pid):
         measure(host, port, pid, "new", 1.0, SLOW_CONNECTIONS)

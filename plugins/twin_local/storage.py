@@ -164,7 +164,22 @@ class FilesystemStore:
     # -- the rolling summary (optional part of the protocol) -------------------
 
     def load_summary(self, session_id: str) -> Summary | None:
-        return summaries.load(self._summary_path(session_id), session_id)
+        """The session's summary; read again only when its file changed (one ``stat`` per turn)."""
+        path = self._summary_path(session_id)
+        cache = self._stripes.current().summaries
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            cache.drop(session_id)
+            return None
+        except OSError as exc:
+            raise _unavailable("read the summary of", exc) from exc
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        found, summary = cache.get(session_id, key)
+        if not found:
+            summary = summaries.load(path, session_id)
+            cache.put(session_id, key, summary)
+        return summary
 
     def save_summary(self, session_id: str, summary: Summary) -> None:
         try:

@@ -6,7 +6,7 @@ opens of a file, the thread lock the threads that share one open file (flocks
 on one open file do not exclude each other). A forked child shares its
 parent's open files, and so its flocks, and may inherit a thread lock held by
 a thread the fork left behind: on its first use it opens files and makes locks
-of its own. The per-process tail cache lives here too, so it is renewed with them.
+of its own. The per-process caches (tails, summaries) live here too, so they are renewed with them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from twin_local.tail_cache import TailCache
+from twin_local.tail_cache import SummaryCache, TailCache
 
 LOCK_STRIPES = 64
 
@@ -47,6 +47,7 @@ class ProcessLocks:
         self.guards = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self.fds: list[int | None] = [None] * LOCK_STRIPES
         self.tails = TailCache()  # each entry is read and changed only under its session's stripe lock
+        self.summaries = SummaryCache()
 
     def fd(self, stripe: int) -> int:
         """The stripe's lock file (call with its guard held)."""

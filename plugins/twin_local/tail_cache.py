@@ -124,3 +124,36 @@ class TailCache:
             old = self._tails.pop(session_id, None)
             if old is not None:
                 self._cost -= old.cost
+
+
+class SummaryCache:
+    """Each session's last read summary, by the file's (inode, mtime, size): a ``stat`` instead of a read.
+
+    A summary is written to a new file that replaces the old one, so any change of
+    it changes the key. Holds at most ``max_entries`` sessions, least recently used go first.
+    """
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[tuple[int, int, int], object]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, session_id: str, key: tuple[int, int, int]) -> tuple[bool, object]:
+        """(found, summary) for the file with ``key``."""
+        with self._lock:
+            entry = self._entries.get(session_id)
+            if entry is None or entry[0] != key:
+                return False, None
+            self._entries.move_to_end(session_id)
+            return True, entry[1]
+
+    def put(self, session_id: str, key: tuple[int, int, int], summary: object) -> None:
+        with self._lock:
+            self._entries[session_id] = (key, summary)
+            self._entries.move_to_end(session_id)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def drop(self, session_id: str) -> None:
+        with self._lock:
+            self._entries.pop(session_id, None)

@@ -161,3 +161,24 @@ def test_an_append_after_a_same_size_rewrite_does_not_revive_the_old_messages(st
     store.append(SID, turn(3))
     assert contents(store.load(SID, 20)) == contents(FilesystemStore(store.root).load(SID, 20))
     assert contents(store.load(SID, 20))[0] == "QUESTION 0"
+
+
+def test_a_summary_is_read_once_until_its_file_changes(store, monkeypatch):
+    from datetime import datetime, timezone
+
+    from twin_local import summaries
+    from twin_server.types import Summary
+
+    reads = []
+    real = summaries.load
+    monkeypatch.setattr(summaries, "load", lambda path, sid: reads.append(sid) or real(path, sid))
+    other = FilesystemStore(store.root)  # another worker
+    at = datetime(2024, 3, 1, 9, 30, tzinfo=timezone.utc)
+    store.append(SID, turn(0))
+    other.save_summary(SID, Summary("First summary.", at, 2, at))
+    assert [store.load_summary(SID).text for _ in range(5)] == ["First summary."] * 5
+    assert len(reads) == 1
+    other.save_summary(SID, Summary("Second summary.", at, 4, at))
+    assert store.load_summary(SID).text == "Second summary." and len(reads) == 2
+    other.delete(SID)
+    assert store.load_summary(SID) is None
