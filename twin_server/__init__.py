@@ -34,7 +34,15 @@ from twin_server.errors import (
     TwinError,
     ValidationError,
 )
-from twin_server.events import Lead, Question, SessionActivity, describe, valid_email
+from twin_server.events import (
+    Lead,
+    Question,
+    SessionActivity,
+    describe,
+    listing_cursor,
+    read_listing_cursor,
+    valid_email,
+)
 from twin_server.grounding.passages import Passage, persona_passages
 from twin_server.hookspecs import hookimpl
 from twin_server.persona_layout import (
@@ -84,6 +92,8 @@ __all__ = [
     "Lead",
     "Question",
     "SessionActivity",
+    "listing_cursor",
+    "read_listing_cursor",
     "describe",
     "valid_email",
     "Documents",

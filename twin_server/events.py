@@ -16,6 +16,8 @@ only way the core makes events.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import hashlib
 import re
@@ -23,6 +25,9 @@ import unicodedata
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
+
+from twin_server.errors import ValidationError
+from twin_server.sessions import is_session_id
 
 __all__ = [
     "DELIVERY_STATES", "EMAIL_MAX", "NAME_MAX", "NOTES_MAX", "QUESTION_MAX", "SESSIONS_PER_QUESTION",
@@ -259,6 +264,23 @@ class SessionActivity:
 
     session_id: str
     last_activity: datetime
+
+
+def listing_cursor(stamp: int, session_id: str) -> str:
+    """The opaque ``cursor`` of a conversation listing, after the entry (``stamp``, ``session_id``)."""
+    return base64.urlsafe_b64encode(f"{stamp}:{session_id}".encode()).decode().rstrip("=")
+
+
+def read_listing_cursor(cursor: str) -> tuple[int, str]:
+    """Inverse of ``listing_cursor``; a 400 (``ValidationError``) for one this server did not give."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        stamp, _, session_id = text.partition(":")
+        if not stamp.isdigit() or not is_session_id(session_id):
+            raise ValueError(text)
+        return int(stamp), session_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationError("cursor is not one this server gave") from None
 
 
 def describe(event: "Lead | Question") -> dict[str, Any]:

@@ -13,14 +13,11 @@ whatever the layout of a session's objects is.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime, timezone
 from typing import Any
 
 from twin_aws.clients import error_code, http_status, join_key, translated
-from twin_server import DocumentEventStore, SessionActivity, is_session_id
-from twin_server.errors import ValidationError
+from twin_server import DocumentEventStore, is_session_id, listing_cursor, read_listing_cursor, SessionActivity
 
 __all__ = ["EVENTS_NAME", "S3Documents", "event_store", "list_sessions"]
 
@@ -91,7 +88,7 @@ def event_store(client: Any, bucket: str, prefix: str) -> DocumentEventStore:
 
 def list_sessions(client: Any, bucket: str, prefix: str, limit: int,
                   cursor: str | None = None) -> tuple[list[SessionActivity], str | None]:
-    after = _decode(cursor) if cursor else None
+    after = read_listing_cursor(cursor) if cursor else None
     start = join_key(prefix, "")
     latest: dict[str, datetime] = {}
     with translated(f"S3 ListObjectsV2 s3://{bucket}/{start}"):
@@ -107,23 +104,8 @@ def list_sessions(client: Any, bucket: str, prefix: str, limit: int,
         entries = [entry for entry in entries if entry < after]
     page = entries[:limit]
     listed = [SessionActivity(s, datetime.fromtimestamp(us / 1e6, timezone.utc)) for us, s in page]
-    return listed, _encode(page[-1]) if len(entries) > limit else None
+    return listed, listing_cursor(*page[-1]) if len(entries) > limit else None
 
 
 def _micros(moment: datetime) -> int:
     return round(moment.timestamp() * 1_000_000)
-
-
-def _encode(position: tuple[int, str]) -> str:
-    return base64.urlsafe_b64encode(f"{position[0]}:{position[1]}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[int, str]:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        stamp, _, session_id = text.partition(":")
-        if not stamp.isdigit() or not is_session_id(session_id):
-            raise ValueError(text)
-        return int(stamp), session_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValidationError("cursor is not one this server gave") from None

@@ -8,14 +8,12 @@ front and is not shown twice.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from twin_server import DocumentEventStore, FileDocuments, SessionActivity, is_session_id
-from twin_server.errors import BackendUnavailable, ValidationError
+from twin_server import DocumentEventStore, FileDocuments, is_session_id, listing_cursor, read_listing_cursor, SessionActivity
+from twin_server.errors import BackendUnavailable
 
 __all__ = ["EVENTS_DIR", "event_store", "list_sessions"]
 
@@ -30,7 +28,7 @@ def event_store(root: Path) -> DocumentEventStore:
 
 
 def list_sessions(root: Path, limit: int, cursor: str | None = None) -> tuple[list[SessionActivity], str | None]:
-    after = _decode(cursor) if cursor else None
+    after = read_listing_cursor(cursor) if cursor else None
     entries: list[tuple[int, str]] = []
     try:
         with os.scandir(root) as found:
@@ -50,19 +48,4 @@ def list_sessions(root: Path, limit: int, cursor: str | None = None) -> tuple[li
         entries = [entry for entry in entries if entry < after]
     page = entries[:limit]
     listed = [SessionActivity(s, datetime.fromtimestamp(ns / 1e9, timezone.utc)) for ns, s in page]
-    return listed, _encode(page[-1]) if len(entries) > limit else None
-
-
-def _encode(position: tuple[int, str]) -> str:
-    return base64.urlsafe_b64encode(f"{position[0]}:{position[1]}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[int, str]:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        stamp, _, session_id = text.partition(":")
-        if not stamp.isdigit() or not is_session_id(session_id):
-            raise ValueError(text)
-        return int(stamp), session_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValidationError("cursor is not one this server gave") from None
+    return listed, listing_cursor(*page[-1]) if len(entries) > limit else None
