@@ -21,6 +21,7 @@ from twin_server.grounding.context import Grounder, GroundingSettings
 from twin_server.grounding.summary import Summaries
 from twin_server.grounding.tokens import TokenCounter
 from twin_server.http import auth, cors, inflight, page, proxy, sse, streaming
+from twin_server.http import json as json_provider
 from twin_server.http import headers as security_headers
 from twin_server.http import openai as openai_api
 from twin_server.http import openapi
@@ -59,6 +60,7 @@ def create_app(
     problem that cannot heal by itself.
     """
     app = Flask("twin_server")
+    json_provider.install(app)
     app.config.update(settings.DEFAULTS)
     app.config.update(selector_defaults())
     app.config.from_prefixed_env("TWIN")

@@ -9,14 +9,16 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
+
 if TYPE_CHECKING:
     from twin_server.replies import Tool, ToolRound
 
 Role = Literal["user", "assistant"]
-_DECODER = json.JSONDecoder()  # json.loads re-checks its arguments on every call; stores call this per line
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 #: Line breaks to str.splitlines() that JSON leaves raw: escaped, so one record stays one line to every reader.
 LINE_BREAK_ESCAPES = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+#: The same in UTF-8 (each sequence only ever encodes its own character), for a record orjson wrote.
+_LINE_BREAKS_UTF8 = tuple((chr(code).encode(), escaped.encode()) for code, escaped in LINE_BREAK_ESCAPES.items())
 ROLES: tuple[str, ...] = ("user", "assistant")
 
 
@@ -97,20 +99,23 @@ class Message:
         Raises ValidationError for content that is not valid Unicode (a lone
         surrogate from a ``"\\ud800"`` JSON escape), before anything is written.
         """
-        text = _ENCODER.encode(self.to_dict())
-        text = text if text.isascii() else text.translate(LINE_BREAK_ESCAPES)
         try:
-            return text.encode("utf-8")
-        except UnicodeEncodeError:
+            line = orjson.dumps(self.to_dict())
+        except orjson.JSONEncodeError:  # the only str it refuses is one with a surrogate
             from twin_server.errors import ValidationError
 
             raise ValidationError("message content is not valid Unicode") from None
+        if line.isascii():
+            return line
+        for raw, escaped in _LINE_BREAKS_UTF8:
+            line = line.replace(raw, escaped)
+        return line
 
     @classmethod
     def from_json_line(cls, line: bytes | str) -> "Message":
         """Inverse of ``to_json_line``; ValueError for any record that is not a message."""
         try:
-            record = _DECODER.decode(line.decode("utf-8") if isinstance(line, bytes) else line)
+            record = orjson.loads(line)
             if not isinstance(record, dict):
                 raise TypeError("record is not an object")
             return cls.from_dict(record)
