@@ -37,7 +37,7 @@ class OrjsonProvider(DefaultJSONProvider):
             return super().dumps(obj, **kwargs)  # the standard library's answer, or its error
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        if kwargs or _LONG_NUMBER[type(s)](s):
+        if kwargs or _LONG_NUMBER[str if isinstance(s, str) else bytes](bytes(s) if isinstance(s, bytearray) else s):
             return super().loads(s, **kwargs)
         try:
             return orjson.loads(s)
