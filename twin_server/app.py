@@ -21,6 +21,7 @@ from twin_server.grounding.context import Grounder, GroundingSettings
 from twin_server.grounding.summary import Summaries
 from twin_server.grounding.tokens import TokenCounter
 from twin_server.http import auth, cors, inflight, page, proxy, sse, streaming
+from twin_server.http import hooks as request_hooks
 from twin_server.http import json as json_provider
 from twin_server.http import headers as security_headers
 from twin_server.http import openai as openai_api
@@ -114,6 +115,7 @@ def create_app(
     owner.install(app)
     pm.hook.startup(app=app)
     openapi.install(app)  # last: it documents every route, the plugins' included
+    request_hooks.compose(app)
     if warm_up:
         _warm_up(app)
     return app

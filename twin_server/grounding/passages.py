@@ -192,12 +192,10 @@ class PersonaPassages:
         wanted = set(terms(text))
         index = self.index
         best: tuple[float, int] | None = None
-        for position, passage in enumerate(self.all):
-            if file is not None and passage.file != file:
+        for position in sorted(index.holding(wanted)):  # the passages sharing a word; the others score nothing
+            if file is not None and self.all[position].file != file:
                 continue
             shared = wanted & index.terms_of(position)
-            if not shared:
-                continue
             score = sum(index.idf(t) for t in shared)
             if best is None or score > best[0]:
                 best = (score, position)

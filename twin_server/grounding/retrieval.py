@@ -220,10 +220,12 @@ class PassageIndex:
         for group in groups:
             for term in group:
                 weights[term] = 1.0
-        if among is None:
-            scores = [(s, i) for i, s in self.scores(weights).items()]
-        else:  # a few passages (those a prompt holds): score each rather than walk the postings
-            scores = [(s, i) for i in set(among) if (s := self.score_of(i, weights)) > 0]
+        chosen = None if among is None else set(among)
+        walk = sum(len(self._postings[t][0]) for t in weights if t in self._postings)
+        if chosen is None or walk <= len(chosen) * len(weights):
+            scores = [(s, i) for i, s in self.scores(weights).items() if chosen is None or i in chosen]
+        else:  # a few passages of a large persona: scoring each costs less than the postings walk
+            scores = [(s, i) for i in chosen if (s := self.score_of(i, weights)) > 0]
         scores.sort(key=lambda pair: (-pair[0], pair[1]))
         best = scores[0][0] if scores else 0.0
         out: list[int] = []
@@ -235,6 +237,15 @@ class PassageIndex:
             if matched / total >= coverage:
                 out.append(i)
         return out
+
+    def holding(self, words: Iterable[str]) -> set[int]:
+        """The positions of the passages holding at least one of ``words``."""
+        found: set[int] = set()
+        for word in words:
+            posting = self._postings.get(word)
+            if posting is not None:
+                found.update(posting[0])
+        return found
 
     def score_of(self, position: int, weights: Mapping[str, float]) -> float:
         contrib = self._contrib[position]

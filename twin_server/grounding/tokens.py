@@ -26,10 +26,9 @@ MESSAGE_OVERHEAD = 4
 
 def estimate_tokens(text: str) -> int:
     """A conservative token count: ``ceil(len / 3)`` plus the UTF-8 bytes beyond one per character."""
-    if not text:
-        return 0
-    extra = len(text.encode("utf-8", "surrogatepass")) - len(text)
-    return -(-len(text) // 3) + extra
+    if text.isascii():
+        return -(-len(text) // 3)
+    return -(-len(text) // 3) + len(text.encode("utf-8", "surrogatepass")) - len(text)
 
 
 class TokenCounter:
@@ -38,6 +37,8 @@ class TokenCounter:
     def __init__(self, backend_count: Callable[[str], int] | None = None) -> None:
         self._backend = backend_count
         self.exact = backend_count is not None
+        if backend_count is None:
+            self.count = estimate_tokens  # type: ignore[method-assign]  # one call a text, not two: a turn counts dozens
 
     @classmethod
     def for_backend(cls, llm: object) -> "TokenCounter":
