@@ -11,8 +11,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from twin_local.passages import STOPWORDS, Passage, build_passages, query_terms, stem, tokens
-from twin_server import Persona
+from twin_local.passages import STOPWORDS, Passage, build_passages, follow_on, normalise, query_terms, stem, tokens
+from twin_server import Persona, persona_passages
 
 _NAME = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][a-z][A-Za-z0-9]*")
 #: Dated facts that "before that" / "after that" move between.
@@ -70,6 +70,43 @@ class PersonaIndex:
         self._headed = [i for i, p in enumerate(self.passages) if p.heading]
         self.dated = sorted((p for p in self.passages if p.year is not None and p.tags & set(_DATED)),
                             key=lambda p: (p.year, -p.order))
+        # How each passage reads when said, on its own or after another project ("Another is ...").
+        self._spoken = [(p, p.text, follow_on(p.text, p.text)) for p in self.passages]
+        self._source_ids: list[str | None] | None = None
+        full_name = normalise(persona.full_name)
+        #: The first word of the person's name, normalised: "ada".
+        self.first_name = full_name.split(" ", 1)[0]
+        #: The person's name at the start of a message ("Ada, ..." / "Ada Quill, ...").
+        self.name_opening = re.compile(rf"^{re.escape(full_name)}\b|^{re.escape(self.first_name)}\b")
+
+    def said_in(self, text: str) -> list[Passage]:
+        """The passages ``text`` says, in the order it says them."""
+        found = []
+        for passage, alone, after_another in self._spoken:
+            at = text.find(alone)
+            if at < 0 and after_another is not alone:
+                at = text.find(after_another)
+            if at >= 0:
+                found.append((at, passage.order, passage))
+        found.sort(key=lambda f: f[:2])
+        return [passage for _, _, passage in found]
+
+    def said_any(self, texts: Iterable[str]) -> set[str]:
+        """The texts of the passages said somewhere in ``texts``."""
+        return {alone for text in texts for _, alone, after_another in self._spoken
+                if alone in text or after_another in text}
+
+    def source_ids(self) -> list[str | None]:
+        """Each passage's persona passage id (``twin_server.persona_passages``), by ``order``; None for none.
+
+        Worked out once per persona: the persona object does not change, a new version is a new index.
+        """
+        ids = self._source_ids
+        if ids is None:
+            passages = persona_passages(self.persona)
+            found = [passages.attribute(p.text, _source_file(p)) for p in self.passages]
+            ids = self._source_ids = [None if f is None else f.id for f in found]
+        return ids
 
     def idf(self, term: str) -> float:
         return self._idf.get(term, self.unknown_idf)
@@ -150,3 +187,11 @@ class PersonaIndex:
         """The dated facts said in ``texts``, oldest first."""
         joined = "\n".join(texts)
         return [p for p in self.dated if p.text in joined]
+
+
+def _source_file(passage: Passage) -> str:
+    """The persona file a passage was cut from."""
+    note = next((t[5:] for t in passage.tags if t.startswith("note:")), None)
+    if note:
+        return f"{note}.md"
+    return "summary.txt" if "summary" in passage.tags else "linkedin.pdf" if "linkedin" in passage.tags else "facts.json"
