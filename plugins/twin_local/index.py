@@ -63,10 +63,14 @@ class PersonaIndex:
                       for w in tokens(str(project.get("name") or "")))
         # Which passages an intent's tag boosts, and by what share: a note named like a topic ("~projects") less.
         self._by_tag: dict[str, list[tuple[int, float]]] = {}
+        self._tag_shares: list[tuple[tuple[str, float], ...]] = []
         for i, passage in enumerate(self.passages):
+            shares = []
             for tag in passage.tags:
                 name, share = (tag[1:], self.NOTE_TOPIC_SHARE) if tag.startswith("~") else (tag, 1.0)
                 self._by_tag.setdefault(name, []).append((i, share))
+                shares.append((name, share))
+            self._tag_shares.append(tuple(shares))
         self._headed = [i for i, p in enumerate(self.passages) if p.heading]
         self.dated = sorted((p for p in self.passages if p.year is not None and p.tags & set(_DATED)),
                             key=lambda p: (p.year, -p.order))
@@ -140,11 +144,9 @@ class PersonaIndex:
         order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
         return [(scores[i], self.passages[i]) for i in order]
 
-    @classmethod
-    def boost(cls, passage: Passage, boosts: Mapping[str, float]) -> float:
+    def boost(self, passage: Passage, boosts: Mapping[str, float]) -> float:
         """The largest intent boost among the passage's tags; a note named like a topic gets a share of it."""
-        return max((cls.NOTE_TOPIC_SHARE * boosts.get(tag[1:], 0.0) if tag.startswith("~") else boosts.get(tag, 0.0)
-                    for tag in passage.tags), default=0.0)
+        return max((share * boosts.get(tag, 0.0) for tag, share in self._tag_shares[passage.order]), default=0.0)
 
     def coverage(self, passage: Passage, groups: Mapping[str, frozenset[str]], literal: bool = False) -> float:
         """How much of the question (by idf weight) this one passage answers, 0..1.

@@ -42,7 +42,9 @@ OFF_TOPIC = (
 THANKS = "You're welcome! Is there anything else you'd like to know about my work, projects or background?"
 GOODBYE = "Thanks for stopping by, and good luck with whatever you're working on!"
 NICE_TO_MEET = "Nice to meet you too! What would you like to know about my work, projects or background?"
-_ENTITY = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][A-Za-z0-9]+")
+#: A capitalised word that does not start a sentence. It begins with the capital and looks behind from there
+#: (same matches as ``(?<![.!?:]\s)(?<!^)\b[A-Z][A-Za-z0-9]+``) so the regex engine skips lower-case text fast.
+_ENTITY = re.compile(r"[A-Z](?<=(?<![.!?:]\s)(?<!^)\b[A-Z])[A-Za-z0-9]+")
 
 
 def is_not_covered(reply: str) -> bool:
@@ -221,11 +223,11 @@ class OfflineLLM:
     def _subject(self, index: PersonaIndex, earlier: Sequence[Message], boosts: dict[str, float],
                  terms: dict[str, float]) -> bool:
         """Add the previous turns' subject to a follow-up's terms and boosts; False when there is none."""
-        users = [normalise(m.content) for m in earlier if m.role == "user"]
+        users = [m.content for m in earlier if m.role == "user"]
         replies = [m.content for m in earlier if m.role == "assistant"]
         if not users:
             return False
-        for share, previous in zip(self.CARRY, reversed(users)):
+        for share, previous in zip(self.CARRY, map(normalise, reversed(users))):
             for term, weight in query_terms(previous, expand=True).items():
                 if term not in index.name_terms:
                     terms[term] = max(terms.get(term, 0.0), weight * share)
