@@ -120,9 +120,12 @@ class PersonaIndex:
         """(score, passage) best first; ties keep the persona's order."""
         own = {t for t, w in terms.items() if w >= 1}
         scores = [0.0] * len(self.passages)
+        postings = self._postings
         for term, weight in terms.items():
-            for i, norm in self._postings.get(term, ()):
-                scores[i] += weight * self._idf[term] * norm
+            if term in postings:
+                weighted = weight * self._idf[term]
+                for i, norm in postings[term]:
+                    scores[i] += weighted * norm
         bonus: dict[int, float] = {}
         for tag, value in boosts.items():
             for i, share in self._by_tag.get(tag, ()):
@@ -141,7 +144,8 @@ class PersonaIndex:
                 if kinds & passage.kinds and scores[i] > 0:
                     near = sum(w for t, w in focus.items() if t in passage.near_numbers) / focus_total
                     scores[i] += self.KIND_BOOST * (0.25 + 0.75 * near)
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        # A stable sort, so reverse=True keeps equal scores in the persona's order.
+        order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
         return [(scores[i], self.passages[i]) for i in order]
 
     def boost(self, passage: Passage, boosts: Mapping[str, float]) -> float:
