@@ -75,7 +75,10 @@ class PersonaIndex:
         self.dated = sorted((p for p in self.passages if p.year is not None and p.tags & set(_DATED)),
                             key=lambda p: (p.year, -p.order))
         # How each passage reads when said, on its own or after another project ("Another is ...").
-        self._spoken = [(p, p.text, follow_on(p.text, p.text)) for p in self.passages]
+        self._spoken = [(p.text, follow_on(p.text, p.text)) for p in self.passages]
+        self._alone = [p.text for p in self.passages]
+        self._after_another = [(p.order, after) for p, (alone, after) in zip(self.passages, self._spoken)
+                               if after != alone]
         self._source_ids: list[str | None] | None = None
         full_name = normalise(persona.full_name)
         #: The first word of the person's name, normalised: "ada".
@@ -85,19 +88,18 @@ class PersonaIndex:
 
     def said_in(self, text: str) -> list[Passage]:
         """The passages ``text`` says, in the order it says them."""
-        found = []
-        for passage, alone, after_another in self._spoken:
-            at = text.find(alone)
-            if at < 0 and after_another is not alone:
+        found = [(at, i) for i, at in enumerate(map(text.find, self._alone)) if at >= 0]
+        for i, after_another in self._after_another:
+            if text.find(self._alone[i]) < 0:
                 at = text.find(after_another)
-            if at >= 0:
-                found.append((at, passage.order, passage))
-        found.sort(key=lambda f: f[:2])
-        return [passage for _, _, passage in found]
+                if at >= 0:
+                    found.append((at, i))
+        found.sort()
+        return [self.passages[i] for _, i in found]
 
     def said_any(self, texts: Iterable[str]) -> set[str]:
         """The texts of the passages said somewhere in ``texts``."""
-        return {alone for text in texts for _, alone, after_another in self._spoken
+        return {alone for text in texts for alone, after_another in self._spoken
                 if alone in text or after_another in text}
 
     def source_ids(self) -> list[str | None]:
