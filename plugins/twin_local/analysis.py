@@ -198,7 +198,8 @@ def _analyse(text: str) -> tuple[Mapping[str, frozenset[str]], frozenset[str], M
         groups[root] = groups.get(root, frozenset()) | synonyms
         if token not in WEAK:
             strong.add(root)
-    return MappingProxyType(groups), frozenset(strong), MappingProxyType({t: s for t, s in groups.items() if t in strong})
+    strong_groups = {t: s for t, s in groups.items() if t in strong}
+    return MappingProxyType(groups), frozenset(strong), MappingProxyType(strong_groups)
 
 
 def query_groups(text: str, weak: bool = True) -> Mapping[str, frozenset[str]]:

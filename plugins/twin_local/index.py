@@ -202,4 +202,6 @@ def _source_file(passage: Passage) -> str:
     note = next((t[5:] for t in passage.tags if t.startswith("note:")), None)
     if note:
         return f"{note}.md"
-    return "summary.txt" if "summary" in passage.tags else "linkedin.pdf" if "linkedin" in passage.tags else "facts.json"
+    if "summary" in passage.tags:
+        return "summary.txt"
+    return "linkedin.pdf" if "linkedin" in passage.tags else "facts.json"
