@@ -180,8 +180,9 @@ def paraphrased(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _analyse(text: str) -> tuple[Mapping[str, frozenset[str]], frozenset[str]]:
-    """(groups, strong): every content word's stem with its synonyms' stems, and the stems of the non-weak ones.
+def _analyse(text: str) -> tuple[Mapping[str, frozenset[str]], frozenset[str], Mapping[str, frozenset[str]]]:
+    """(groups, strong, strong groups): every content word's stem with its synonyms' stems, the stems of the
+    non-weak ones, and the groups of those.
 
     Cached: a conversation's earlier messages are read again on every follow-up.
     """
@@ -197,19 +198,20 @@ def _analyse(text: str) -> tuple[Mapping[str, frozenset[str]], frozenset[str]]:
         groups[root] = groups.get(root, frozenset()) | synonyms
         if token not in WEAK:
             strong.add(root)
-    return MappingProxyType(groups), frozenset(strong)
+    strong_groups = {t: s for t, s in groups.items() if t in strong}
+    return MappingProxyType(groups), frozenset(strong), MappingProxyType(strong_groups)
 
 
 def query_groups(text: str, weak: bool = True) -> Mapping[str, frozenset[str]]:
     """Each content word's stem, with the stems of its synonyms; ``weak=False`` leaves out the weak words."""
-    groups, strong = _analyse(text)
-    return groups if weak else MappingProxyType({t: s for t, s in groups.items() if t in strong})
+    groups, _, strong_groups = _analyse(text)
+    return groups if weak else strong_groups
 
 
 @functools.lru_cache(maxsize=1024)
 def query_terms(text: str, expand: bool = False) -> Mapping[str, float]:
     """A query's terms with their weights: 1 for its own words (0.3 for weak ones), 0.5 for synonyms."""
-    groups, strong = _analyse(text)
+    groups, strong, _ = _analyse(text)
     out = {t: 1.0 if t in strong else 0.3 for t in groups}
     if expand:
         for synonyms in groups.values():

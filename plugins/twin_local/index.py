@@ -11,8 +11,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from twin_local.passages import STOPWORDS, Passage, build_passages, query_terms, stem, tokens
-from twin_server import Persona
+from twin_local.passages import STOPWORDS, Passage, build_passages, follow_on, normalise, query_terms, stem, tokens
+from twin_server import Persona, persona_passages
 
 _NAME = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][a-z][A-Za-z0-9]*")
 #: Dated facts that "before that" / "after that" move between.
@@ -63,13 +63,56 @@ class PersonaIndex:
                       for w in tokens(str(project.get("name") or "")))
         # Which passages an intent's tag boosts, and by what share: a note named like a topic ("~projects") less.
         self._by_tag: dict[str, list[tuple[int, float]]] = {}
+        self._tag_shares: list[tuple[tuple[str, float], ...]] = []
         for i, passage in enumerate(self.passages):
+            shares = []
             for tag in passage.tags:
                 name, share = (tag[1:], self.NOTE_TOPIC_SHARE) if tag.startswith("~") else (tag, 1.0)
                 self._by_tag.setdefault(name, []).append((i, share))
+                shares.append((name, share))
+            self._tag_shares.append(tuple(shares))
         self._headed = [i for i, p in enumerate(self.passages) if p.heading]
         self.dated = sorted((p for p in self.passages if p.year is not None and p.tags & set(_DATED)),
                             key=lambda p: (p.year, -p.order))
+        # How each passage reads when said, on its own or after another project ("Another is ...").
+        self._spoken = [(p.text, follow_on(p.text, p.text)) for p in self.passages]
+        self._alone = [p.text for p in self.passages]
+        self._after_another = [(p.order, after) for p, (alone, after) in zip(self.passages, self._spoken)
+                               if after != alone]
+        self._source_ids: list[str | None] | None = None
+        full_name = normalise(persona.full_name)
+        #: The first word of the person's name, normalised: "ada".
+        self.first_name = full_name.split(" ", 1)[0]
+        #: The person's name at the start of a message ("Ada, ..." / "Ada Quill, ...").
+        self.name_opening = re.compile(rf"^{re.escape(full_name)}\b|^{re.escape(self.first_name)}\b")
+
+    def said_in(self, text: str) -> list[Passage]:
+        """The passages ``text`` says, in the order it says them."""
+        found = [(at, i) for i, at in enumerate(map(text.find, self._alone)) if at >= 0]
+        for i, after_another in self._after_another:
+            if text.find(self._alone[i]) < 0:
+                at = text.find(after_another)
+                if at >= 0:
+                    found.append((at, i))
+        found.sort()
+        return [self.passages[i] for _, i in found]
+
+    def said_any(self, texts: Iterable[str]) -> set[str]:
+        """The texts of the passages said somewhere in ``texts``."""
+        return {alone for text in texts for alone, after_another in self._spoken
+                if alone in text or after_another in text}
+
+    def source_ids(self) -> list[str | None]:
+        """Each passage's persona passage id (``twin_server.persona_passages``), by ``order``; None for none.
+
+        Worked out once per persona: the persona object does not change, a new version is a new index.
+        """
+        ids = self._source_ids
+        if ids is None:
+            passages = persona_passages(self.persona)
+            found = [passages.attribute(p.text, _source_file(p)) for p in self.passages]
+            ids = self._source_ids = [None if f is None else f.id for f in found]
+        return ids
 
     def idf(self, term: str) -> float:
         return self._idf.get(term, self.unknown_idf)
@@ -79,9 +122,12 @@ class PersonaIndex:
         """(score, passage) best first; ties keep the persona's order."""
         own = {t for t, w in terms.items() if w >= 1}
         scores = [0.0] * len(self.passages)
+        postings = self._postings
         for term, weight in terms.items():
-            for i, norm in self._postings.get(term, ()):
-                scores[i] += weight * self._idf[term] * norm
+            if term in postings:
+                weighted = weight * self._idf[term]
+                for i, norm in postings[term]:
+                    scores[i] += weighted * norm
         bonus: dict[int, float] = {}
         for tag, value in boosts.items():
             for i, share in self._by_tag.get(tag, ()):
@@ -100,14 +146,13 @@ class PersonaIndex:
                 if kinds & passage.kinds and scores[i] > 0:
                     near = sum(w for t, w in focus.items() if t in passage.near_numbers) / focus_total
                     scores[i] += self.KIND_BOOST * (0.25 + 0.75 * near)
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        # A stable sort, so reverse=True keeps equal scores in the persona's order.
+        order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
         return [(scores[i], self.passages[i]) for i in order]
 
-    @classmethod
-    def boost(cls, passage: Passage, boosts: Mapping[str, float]) -> float:
+    def boost(self, passage: Passage, boosts: Mapping[str, float]) -> float:
         """The largest intent boost among the passage's tags; a note named like a topic gets a share of it."""
-        return max((cls.NOTE_TOPIC_SHARE * boosts.get(tag[1:], 0.0) if tag.startswith("~") else boosts.get(tag, 0.0)
-                    for tag in passage.tags), default=0.0)
+        return max((share * boosts.get(tag, 0.0) for tag, share in self._tag_shares[passage.order]), default=0.0)
 
     def coverage(self, passage: Passage, groups: Mapping[str, frozenset[str]], literal: bool = False) -> float:
         """How much of the question (by idf weight) this one passage answers, 0..1.
@@ -150,3 +195,13 @@ class PersonaIndex:
         """The dated facts said in ``texts``, oldest first."""
         joined = "\n".join(texts)
         return [p for p in self.dated if p.text in joined]
+
+
+def _source_file(passage: Passage) -> str:
+    """The persona file a passage was cut from."""
+    note = next((t[5:] for t in passage.tags if t.startswith("note:")), None)
+    if note:
+        return f"{note}.md"
+    if "summary" in passage.tags:
+        return "summary.txt"
+    return "linkedin.pdf" if "linkedin" in passage.tags else "facts.json"

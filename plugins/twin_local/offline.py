@@ -26,7 +26,7 @@ from twin_local.index import PersonaIndex
 from twin_local.passages import Passage, follow_on, lower_first
 from twin_server.errors import ConfigurationError
 from twin_local.replies import offline_reply
-from twin_server import Message, Persona, Prompt, Reply, Settings, persona_passages
+from twin_server import Message, Persona, Prompt, Reply, Settings
 
 __all__ = ["OfflineLLM", "PersonaIndex", "NOT_COVERED", "is_not_covered"]
 
@@ -42,7 +42,9 @@ OFF_TOPIC = (
 THANKS = "You're welcome! Is there anything else you'd like to know about my work, projects or background?"
 GOODBYE = "Thanks for stopping by, and good luck with whatever you're working on!"
 NICE_TO_MEET = "Nice to meet you too! What would you like to know about my work, projects or background?"
-_ENTITY = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][A-Za-z0-9]+")
+#: A capitalised word that does not start a sentence. It begins with the capital and looks behind from there
+#: (same matches as ``(?<![.!?:]\s)(?<!^)\b[A-Z][A-Za-z0-9]+``) so the regex engine skips lower-case text fast.
+_ENTITY = re.compile(r"[A-Z](?<=(?<![.!?:]\s)(?<!^)\b[A-Z])[A-Za-z0-9]+")
 
 
 def is_not_covered(reply: str) -> bool:
@@ -85,18 +87,9 @@ class OfflineLLM:
 
     def sources(self, persona: Persona, reply: str) -> list[str]:
         """The ids of the persona passages (``twin_server.persona_passages``) this reply said, in its order."""
-        used = [p for p in self.index(persona).passages if p.text in reply or follow_on(p.text, p.text) in reply]
-        used.sort(key=lambda p: reply.find(p.text) if p.text in reply else reply.find(follow_on(p.text, p.text)))
-        passages = persona_passages(persona)
-        ids = []
-        for passage in used:
-            note = next((t[5:] for t in passage.tags if t.startswith("note:")), None)
-            file = f"{note}.md" if note else "summary.txt" if "summary" in passage.tags else (
-                "linkedin.pdf" if "linkedin" in passage.tags else "facts.json")
-            found = passages.attribute(passage.text, file)
-            if found is not None:
-                ids.append(found.id)
-        return ids
+        index = self.index(persona)
+        ids = index.source_ids()
+        return [ids[p.order] for p in index.said_in(reply) if ids[p.order] is not None]
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
         reply = self.complete(prompt)
@@ -120,13 +113,13 @@ class OfflineLLM:
         if not users or not users[-1].content.strip():
             return self._greeting(persona)
         text = normalise(users[-1].content)
-        first = _first_name(persona)
+        first = index.first_name
         if dialogue.is_injection(text):
             return (f"I only ever answer as myself, {persona.full_name}, from what I've written, so I won't take on "
                     "another role or share how I'm set up. Ask me about my work, projects or background.")
         greeting = dialogue.GREETING.match(text)
         rest = text[greeting.end():] if greeting else text
-        rest = re.sub(rf"^{re.escape(normalise(persona.full_name))}\b|^{re.escape(first)}\b", "", rest)
+        rest = index.name_opening.sub("", rest)
         rest = dialogue.strip_interjections(rest.strip(" !.,:;-"))
         small = self._small_talk(persona, rest, bool(greeting))
         if small is not None:
@@ -164,8 +157,7 @@ class OfflineLLM:
             earlier = next((t for t in map(normalise, (m.content for m in reversed(users[:-1])))
                             if not dialogue.MORE.match(t) and query_terms(t)), None)
             if earlier is not None:
-                said = {p.text for m in messages if m.role == "assistant"
-                        for p in index.passages if p.text in m.content or follow_on(p.text, p.text) in m.content}
+                said = index.said_any(m.content for m in messages if m.role == "assistant")
                 return self._compose(index, earlier, (), said) or NOTHING_MORE
         for pattern, keys in dialogue.PRIVATE:
             if pattern.search(text) and not any(k in index.persona.facts for k in keys):
@@ -231,11 +223,11 @@ class OfflineLLM:
     def _subject(self, index: PersonaIndex, earlier: Sequence[Message], boosts: dict[str, float],
                  terms: dict[str, float]) -> bool:
         """Add the previous turns' subject to a follow-up's terms and boosts; False when there is none."""
-        users = [normalise(m.content) for m in earlier if m.role == "user"]
+        users = [m.content for m in earlier if m.role == "user"]
         replies = [m.content for m in earlier if m.role == "assistant"]
         if not users:
             return False
-        for share, previous in zip(self.CARRY, reversed(users)):
+        for share, previous in zip(self.CARRY, map(normalise, reversed(users))):
             for term, weight in query_terms(previous, expand=True).items():
                 if term not in index.name_terms:
                     terms[term] = max(terms.get(term, 0.0), weight * share)
@@ -285,6 +277,3 @@ def _boosts(text: str, share: float) -> dict[str, float]:
                 boosts[tag] = max(boosts.get(tag, 0.0), boost * share)
     return boosts
 
-
-def _first_name(persona: Persona) -> str:
-    return normalise(persona.full_name).split(" ", 1)[0]
