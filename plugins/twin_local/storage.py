@@ -3,7 +3,7 @@
 Layout under the data directory::
 
     <root>/<session_id>.jsonl    one Message.to_dict() per line, oldest first
-    <root>/<session_id>.summary.json   its rolling summary, when it has one (``twin_local.summaries``)
+    <root>/<session_id>.summary.ndjson  its rolling summaries, the newest last, when it has one (``twin_local.summaries``)
     <root>/.locks/<n>.lock       flock stripes, n = crc32(session_id) % 64
     <root>/owner-events/         the owner's leads and unanswered questions (``event_store()``)
 
@@ -177,7 +177,7 @@ class FilesystemStore:
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         found, summary = cache.get(session_id, key)
         if not found:
-            summary = summaries.load(path, session_id)
+            summary = summaries.load(path, session_id, st.st_size)
             cache.put(session_id, key, summary)
         return summary
 

@@ -1,9 +1,15 @@
-"""The filesystem store's rolling summaries: ``<root>/<session_id>.summary.json`` beside the session.
+"""The filesystem store's rolling summaries: ``<root>/<session_id>.summary.ndjson`` beside the session.
 
-Written whole to a temporary file and renamed over the old one, under the
-session's lock, and only while the session's own file exists, so a summary
-made after the conversation was erased never brings a piece of it back.
-Erasing or expiring the session removes its summary.
+Each new summary is appended as one JSON line, under the session's lock and
+only while the session's own file exists (a summary made after the
+conversation was erased never brings a piece of it back); the last complete
+line is the summary. Appending, not writing a new file and renaming it over
+the old one: ext4 flushes a file renamed over another (``auto_da_alloc``),
+which made a summary cost 110 us of CPU against 15 us for an append. A line
+torn by a crash has no newline and is passed over (the one before it stands);
+the next append starts on a line of its own. Past ``COMPACT_BYTES`` the file
+is written again with the newest line alone (a temporary file renamed over
+it, once in many summaries). Erasing or expiring the session removes it.
 """
 
 from __future__ import annotations
@@ -16,46 +22,83 @@ from pathlib import Path
 from twin_server import Summary
 from twin_server.errors import BackendUnavailable
 
-__all__ = ["SUFFIX", "load", "remove", "save"]
+__all__ = ["COMPACT_BYTES", "SUFFIX", "load", "remove", "save"]
 
 log = logging.getLogger("twin_local.storage")
 
-SUFFIX = ".summary.json"
+SUFFIX = ".summary.ndjson"
+#: Larger than this, the file is compacted to its newest line (a summary line is at most about 10 KB).
+COMPACT_BYTES = 64 * 1024
+#: How much of the file's end is read to find the last line: more than the longest summary line.
+_TAIL_BYTES = 32 * 1024
 
 
-def load(path: Path, session_id: str) -> Summary | None:
+def load(path: Path, session_id: str, size: int) -> Summary | None:
+    """The last complete line of the file (``size`` bytes long); None without one that parses."""
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise _unavailable("read", exc) from exc
     try:
-        return Summary.from_json(raw)
-    except ValueError:
-        log.warning("ignoring a corrupt summary of session %s", session_id)
-        return None
+        start = max(0, size - _TAIL_BYTES)
+        raw = os.pread(fd, size - start, start)
+    except OSError as exc:
+        raise _unavailable("read", exc) from exc
+    finally:
+        os.close(fd)
+    complete = raw[: raw.rfind(b"\n") + 1]  # a torn last line (no newline yet, or ever) is not read
+    for line in reversed(complete.split(b"\n")):
+        if not line.strip():
+            continue
+        try:
+            return Summary.from_json(line)
+        except ValueError:
+            log.warning("ignoring a corrupt summary of session %s", session_id)
+    return None
 
 
 def save(path: Path, session_file: Path, summary: Summary) -> bool:
-    """Write ``summary`` (the caller holds the session's lock); False when the session is gone."""
+    """Append ``summary`` (the caller holds the session's lock); False when the session is gone."""
     if not session_file.exists():
         return False
+    line = summary.to_json() + b"\n"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size + len(line) > COMPACT_BYTES:
+                _rewrite(path, line)
+                return True
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # after a torn line: this one starts on its own
+            _write_all(fd, line)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _unavailable("write", exc) from exc
+    return True
+
+
+def _rewrite(path: Path, line: bytes) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, summary.to_json())
+            _write_all(fd, line)
         finally:
             os.close(fd)
         os.replace(temporary, path)
-    except OSError as exc:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass  # it may never have been created; the write's own error is the one to report
-        raise _unavailable("write", exc) from exc
-    return True
+    except OSError:
+        remove(temporary)  # it may never have been created; the write's own error is the one raised
+        raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def remove(path: Path) -> None:

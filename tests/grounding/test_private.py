@@ -89,7 +89,7 @@ def test_private_material_never_reaches_the_model_or_a_source(persona_dir, tmp_p
         assert "diary.md" not in body and "facts.json#salary" not in body
     text = json.dumps(answers)
     assert "facts.json#salary" not in text and "diary.md" not in text
-    stored = (tmp_path / "data" / "canary-0001.jsonl").read_text() + (tmp_path / "data" / "canary-0001.summary.json").read_text()
+    stored = (tmp_path / "data" / "canary-0001.jsonl").read_text() + (tmp_path / "data" / "canary-0001.summary.ndjson").read_text()
     assert FACT_CANARY not in stored and NOTE_CANARY not in stored
 
 

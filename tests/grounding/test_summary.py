@@ -50,7 +50,7 @@ def test_the_llm_summarises_what_left_the_window_and_later_prompts_hold_it(tmp_p
     assert "## Earlier in this conversation\n" in last_system and SUMMARY in last_system
     assert [m["content"] for m in chats[4]["messages"][1:]] == [
         "Tell me about Driftmap.", "Reply 2.", "Where are you?", "Reply 3.", "And your skills?"]
-    stored = Summary.from_json((tmp_path / "data" / "summary-01.summary.json").read_bytes())
+    stored = Summary.from_json((tmp_path / "data" / "summary-01.summary.ndjson").read_bytes().splitlines()[-1])
     assert stored.text == SUMMARY and stored.messages == 4
 
 

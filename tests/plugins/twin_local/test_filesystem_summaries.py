@@ -27,7 +27,7 @@ def test_a_summary_round_trips_and_is_replaced(tmp_path):
     assert store.load_summary("sess-0001") == summary()
     store.save_summary("sess-0001", summary("A newer one."))
     assert store.load_summary("sess-0001").text == "A newer one."
-    assert oct((tmp_path / "sess-0001.summary.json").stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "sess-0001.summary.ndjson").stat().st_mode & 0o777) == "0o600"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
@@ -35,7 +35,7 @@ def test_no_summary_is_kept_for_a_session_that_does_not_exist(tmp_path):
     store = FilesystemStore(tmp_path)
     store.save_summary("gone-0001", summary())
     assert store.load_summary("gone-0001") is None
-    assert not (tmp_path / "gone-0001.summary.json").exists()
+    assert not (tmp_path / "gone-0001.summary.ndjson").exists()
 
 
 def test_deleting_or_expiring_a_session_erases_its_summary(tmp_path):
@@ -44,17 +44,17 @@ def test_deleting_or_expiring_a_session_erases_its_summary(tmp_path):
         store.append(session, [Message("user", "hi", AT)])
         store.save_summary(session, summary())
     assert store.delete("sess-del1")
-    assert store.load_summary("sess-del1") is None and not (tmp_path / "sess-del1.summary.json").exists()
+    assert store.load_summary("sess-del1") is None and not (tmp_path / "sess-del1.summary.ndjson").exists()
     old = time.time() - 1000
     os.utime(tmp_path / "sess-old1.jsonl", (old, old))
     assert store.sweep(100) == 1
-    assert not (tmp_path / "sess-old1.summary.json").exists()
+    assert not (tmp_path / "sess-old1.summary.ndjson").exists()
 
 
 def test_a_corrupt_summary_reads_as_none(tmp_path, caplog):
     store = FilesystemStore(tmp_path)
     store.append("sess-bad1", [Message("user", "hi", AT)])
-    (tmp_path / "sess-bad1.summary.json").write_text("{not json")
+    (tmp_path / "sess-bad1.summary.ndjson").write_text("{not json\n")
     assert store.load_summary("sess-bad1") is None
     assert "corrupt summary" in caplog.text and "not json" not in caplog.text
 
@@ -63,3 +63,40 @@ class TestFilesystemSummaries(SummaryStoreContract):
     @pytest.fixture
     def store(self, tmp_path):
         return FilesystemStore(tmp_path / "data")
+
+
+def test_each_summary_is_appended_and_the_newest_complete_line_is_read(tmp_path):
+    store = FilesystemStore(tmp_path)
+    store.append("sess-many", [Message("user", "hi", AT)])
+    for n in range(3):
+        store.save_summary("sess-many", summary(f"Summary {n}."))
+    path = tmp_path / "sess-many.summary.ndjson"
+    assert len(path.read_bytes().splitlines()) == 3
+    with open(path, "ab") as torn:  # a crash in the middle of the next line
+        torn.write(b'{"text": "Summary 3 that never')
+    assert FilesystemStore(tmp_path).load_summary("sess-many").text == "Summary 2."
+    store.save_summary("sess-many", summary("Summary 4."))
+    assert FilesystemStore(tmp_path).load_summary("sess-many").text == "Summary 4."
+    assert path.read_bytes().splitlines()[-1].startswith(b'{"')
+
+
+def test_a_file_of_many_summaries_is_compacted_to_the_newest(tmp_path, monkeypatch):
+    from twin_local import summaries
+
+    monkeypatch.setattr(summaries, "COMPACT_BYTES", 2000)
+    store = FilesystemStore(tmp_path)
+    store.append("sess-long", [Message("user", "hi", AT)])
+    for n in range(40):
+        store.save_summary("sess-long", summary(f"Summary number {n} " + "x" * 100))
+    path = tmp_path / "sess-long.summary.ndjson"
+    assert path.stat().st_size <= 2000
+    assert store.load_summary("sess-long").text.startswith("Summary number 39 ")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_summaries_are_not_listed_as_sessions(tmp_path):
+    store = FilesystemStore(tmp_path)
+    store.append("sess-list", [Message("user", "hi", AT)])
+    store.save_summary("sess-list", summary())
+    items, _ = store.sessions(10, None)
+    assert [entry.session_id for entry in items] == ["sess-list"]

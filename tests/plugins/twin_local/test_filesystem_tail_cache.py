@@ -171,7 +171,7 @@ def test_a_summary_is_read_once_until_its_file_changes(store, monkeypatch):
 
     reads = []
     real = summaries.load
-    monkeypatch.setattr(summaries, "load", lambda path, sid: reads.append(sid) or real(path, sid))
+    monkeypatch.setattr(summaries, "load", lambda path, sid, size: reads.append(sid) or real(path, sid, size))
     other = FilesystemStore(store.root)  # another worker
     at = datetime(2024, 3, 1, 9, 30, tzinfo=timezone.utc)
     store.append(SID, turn(0))
