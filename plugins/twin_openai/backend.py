@@ -33,6 +33,7 @@ from twin_openai.config import OpenAISettings
 from twin_openai.errors import API_KEY_SECRET
 from twin_openai.tools import StreamedCalls, calls_of, round_messages, tool_specs
 from twin_openai.translate import ErrorTranslator
+from twin_openai.transport import for_base_url
 from twin_server import Prompt, Reply, report_usage
 from twin_server.errors import BackendError, BackendTimeout
 
@@ -81,6 +82,7 @@ class OpenAIBackend:
             timeout=settings.timeout,
             max_retries=0,
             default_headers={name: openai.Omit() for name in PLATFORM_HEADERS},
+            http_client=_http_client(settings.base_url),
         )
         return cls(client, settings, ErrorTranslator(api_key, settings.base_url))
 
@@ -174,6 +176,12 @@ class OpenAIBackend:
 
     def _not_a_completion(self) -> BackendError:
         return BackendError(f"{self.settings.base_url} answered something that is not a chat completion")
+
+
+def _http_client(base_url: str) -> openai.DefaultHttpxClient | None:
+    """The SDK's httpx client over our transport; None (the SDK builds its own) when a proxy applies."""
+    transport = for_base_url(base_url)
+    return None if transport is None else openai.DefaultHttpxClient(transport=transport)
 
 
 def _encode(body: dict[str, Any]) -> bytes:
