@@ -41,6 +41,9 @@ log = logging.getLogger("twin_openai")
 
 #: Drop a connection idle this long (httpx's own default keep-alive expiry).
 KEEPALIVE_SECONDS = 5.0
+#: What may be left of a body the SDK stopped reading, read on close to keep its connection.
+DRAIN_SECONDS = 0.005
+DRAIN_BYTES = 65536
 _TIMEOUTS = (socket.timeout, TimeoutError)
 
 
@@ -209,25 +212,49 @@ class _reading:
 
 
 class _Body(httpx.SyncByteStream):
-    """The response body as it arrives; the connection goes back to its thread's slot once it is all read."""
+    """The response body as it arrives; the connection goes back to its thread's slot once it is all read.
+
+    The SDK stops reading a stream at ``data: [DONE]``, before the chunked
+    body's last chunk: whatever of the body is left is read on close, if it
+    comes within ``DRAIN_SECONDS`` and ``DRAIN_BYTES``; else the connection is closed.
+    """
 
     def __init__(self, transport: StdlibTransport, connection: _Connection, head: wire.Head) -> None:
         self.transport, self.connection, self.head = transport, connection, head
-        self.done = False
+        self.chunks = wire.body(connection.reader, head)
+        self.done = self.failed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        connection = self.connection
-        if connection is None:
+        if self.connection is None:
             raise httpx.StreamClosed()
-        with _reading():
-            yield from wire.body(connection.reader, self.head)
+        try:
+            with _reading():
+                for data in self.chunks:
+                    yield data
+        except Exception:
+            self.failed = True
+            raise
         self.done = True
 
     def close(self) -> None:
         connection, self.connection = self.connection, None
         if connection is None:
             return
+        if not self.done and not self.failed and self.head.keep_alive:
+            self.done = self._drain(connection)
         if self.done and self.head.keep_alive:
             self.transport._checkin(connection)
         else:
             connection.close()
+
+    def _drain(self, connection: _Connection) -> bool:
+        left = DRAIN_BYTES
+        try:
+            connection.sock.settimeout(DRAIN_SECONDS)
+            for data in self.chunks:
+                left -= len(data)
+                if left < 0:
+                    return False
+        except (OSError, ValueError, wire.WireError):  # not there in time, or not HTTP: the connection goes
+            return False
+        return True

@@ -18,6 +18,7 @@ MAX_HEADERS = 100
 #: Bytes asked of the socket per read of a body; a stream yields whatever has arrived.
 READ_SIZE = 65536
 NO_BODY_STATUSES = frozenset({204, 304})
+_HEX = b"0123456789abcdefABCDEF"
 
 
 class WireError(Exception):
@@ -119,12 +120,9 @@ def _chunked(reader: BinaryIO) -> Iterator[bytes]:
     while True:
         line = _line(reader)
         size = line.split(b";", 1)[0].strip()
-        try:
-            left = int(size, 16)
-        except ValueError:
-            raise WireError(f"bad chunk size line {line[:80]!r}") from None
-        if left < 0 or not line.endswith(b"\n"):
+        if not size or size.strip(_HEX) or not line.endswith(b"\n"):
             raise WireError(f"bad chunk size line {line[:80]!r}")
+        left = int(size, 16)
         if left == 0:
             _headers(reader)  # the trailer section, ignored
             return
