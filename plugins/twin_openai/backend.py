@@ -17,7 +17,8 @@ and handed over as ``content`` (the SDK's encoder, a stdlib subclass, took
 URL; and the seven static ``X-Stainless-*`` headers that describe our platform
 to the vendor are not sent (each header costs validation in httpx and h11 on
 every call). The per-call ``x-stainless-retry-count`` and
-``x-stainless-read-timeout`` stay.
+``x-stainless-read-timeout`` stay. And the SDK's httpx client runs over our own
+transport (``twin_openai.transport``), not httpcore + h11: ~0.63x the CPU per call.
 """
 
 from __future__ import annotations
