@@ -2,13 +2,14 @@
 
     python -m benchmarks.bench_openai            # from the repository root; about 30 s
 
-The fake OpenAI server (tests/fake_openai.py) runs in its own process and
-answers instantly, so the figures are the client side only: wall time and this
-process's CPU time per call, best of a few rounds, at 1, 21 and 101 messages
-(a ~6 KB system prompt plus the conversation). Three clients:
+The instant OpenAI server (benchmarks/instant_openai.py: keep-alive, a few us
+per answer) runs in its own process, so the figures are the client side only:
+wall time and this process's CPU time per call, best of a few rounds, at 1, 21
+and 101 messages (a ~6 KB system prompt plus the conversation). Four clients:
 
   raw      requests.Session posting the same JSON body, then reading the reply
-  backend  OpenAIBackend.complete(prompt), as the app calls it
+  backend  OpenAIBackend.complete(prompt), as the app calls it (our transport, twin_openai/transport.py)
+  httpx    the same backend over httpx's own transport (httpcore + h11), as with a proxy set
   typed    the SDK's typed client.chat.completions.create (what the backend avoids)
 
 Not a test: it prints its figures and asserts nothing.
@@ -23,9 +24,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import openai
 import requests
 
 import twin_openai
+from twin_openai.backend import OpenAIBackend
 from twin_server import BackendContext
 from twin_server.types import Message, Persona, Prompt
 
@@ -33,16 +36,16 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-bench-0000"
 SIZES = (1, 21, 101)
 ROUNDS = 3
-CALLS = 200
+CALLS = 1000
 TYPED_CALLS = 60
 WARMUP = 20
 
 
 @contextlib.contextmanager
 def fake_server() -> Iterator[str]:
-    """The fake server in a child process; yields its base URL."""
+    """The instant server in a child process; yields its base URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.doubles.fake_openai", "--no-record", "--reply", "Fine, thanks."],
+        [sys.executable, "-m", "benchmarks.instant_openai"],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -85,11 +88,13 @@ def main() -> None:
         backend = factories["openai"](
             BackendContext(config={"OPENAI_BASE_URL": base_url}, secret={"OPENAI_API_KEY": KEY}.__getitem__)
         )
+        over_httpx = OpenAIBackend(backend.client.with_options(http_client=openai.DefaultHttpxClient()),
+                                   backend.settings, backend.translate)
         session = requests.Session()
         url, auth = base_url + "/chat/completions", {"Authorization": f"Bearer {KEY}"}
         print(f"openai backend vs a bare requests.Session POST; fake server at {base_url}")
         print(f"{'messages':>8} | {'raw ms':>7} {'backend ms':>10} {'ratio':>6} | {'raw CPU':>7} {'backend CPU':>11} "
-              f"{'ratio':>6} | {'typed ms':>8} {'typed CPU':>9}")
+              f"{'ratio':>6} | {'httpx CPU':>9} {'ours/httpx':>10} | {'typed ms':>8} {'typed CPU':>9}")
         for size in SIZES:
             prompt = make_prompt(size)
             body = {
@@ -108,12 +113,14 @@ def main() -> None:
                     model=body["model"], messages=body["messages"], timeout=30
                 ).choices[0].message.content
 
-            assert raw() == backend.complete(prompt) == typed() == "Fine, thanks."
+            assert raw() == backend.complete(prompt) == over_httpx.complete(prompt) == typed() == "Fine, thanks."
             raw_ms, raw_cpu = per_call(raw, CALLS)
             ours_ms, ours_cpu = per_call(lambda: backend.complete(prompt), CALLS)
+            _, httpx_cpu = per_call(lambda: over_httpx.complete(prompt), CALLS)
             typed_ms, typed_cpu = per_call(typed, TYPED_CALLS)
             print(f"{size:>8} | {raw_ms:>7.2f} {ours_ms:>10.2f} {ours_ms / raw_ms:>6.2f} | {raw_cpu:>7.2f} "
-                  f"{ours_cpu:>11.2f} {ours_cpu / raw_cpu:>6.2f} | {typed_ms:>8.2f} {typed_cpu:>9.2f}")
+                  f"{ours_cpu:>11.2f} {ours_cpu / raw_cpu:>6.2f} | {httpx_cpu:>9.2f} {ours_cpu / httpx_cpu:>10.2f} | "
+                  f"{typed_ms:>8.2f} {typed_cpu:>9.2f}")
 
 
 if __name__ == "__main__":

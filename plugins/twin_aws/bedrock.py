@@ -87,7 +87,11 @@ class BedrockLLM:
                     raise ConfigurationError(f"TWIN_{key} must be from 0 to 1, not {value:g}")
                 inference[field] = value
         tools = settings.get_bool("BEDROCK_TOOLS", True)
-        client = make_client("bedrock-runtime", operation_timeout(config, "llm"), what="llm backend 'bedrock'")
+        # No per-call parameter validation: ``request`` builds every field from checked settings, the
+        # core's Prompt (text, options the API schema checked) and the owner's tools, and a test runs
+        # botocore's validator over each shape of request it makes (tests/plugins/twin_aws/test_bedrock_requests.py).
+        client = make_client("bedrock-runtime", operation_timeout(config, "llm"), what="llm backend 'bedrock'",
+                             validate_parameters=False)
         return cls(client, model_id, inference, _prompt_cache(config, model_id), tools)
 
     def __repr__(self) -> str:

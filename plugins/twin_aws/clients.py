@@ -82,11 +82,15 @@ def operation_timeout(config: Mapping[str, Any], operation: str) -> float:
     return settings.get_float(f"{operation.upper()}_TIMEOUT", minimum=0) or NO_DEADLINE_TIMEOUT
 
 
-def make_client(service: str, timeout: float, *, what: str, s3_addressing_style: str | None = None) -> Any:
+def make_client(service: str, timeout: float, *, what: str, s3_addressing_style: str | None = None,
+                validate_parameters: bool = True) -> Any:
     """One boto3 client: no botocore retries, connect and read bounded by ``timeout``.
 
     Region, credentials and endpoints (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, ...)
-    come from boto3's own settings.
+    come from boto3's own settings. ``validate_parameters=False`` skips botocore's
+    check of each call's parameters against the service model, for a caller whose
+    requests are built by our own code from values already checked (Bedrock:
+    about half of a converse call's client CPU).
     """
     boto3 = require_boto3(what)
     from botocore.config import Config
@@ -97,6 +101,7 @@ def make_client(service: str, timeout: float, *, what: str, s3_addressing_style:
         "connect_timeout": min(timeout, CONNECT_TIMEOUT_CAP),
         "read_timeout": timeout,
         "max_pool_connections": MAX_POOL_CONNECTIONS,
+        "parameter_validation": validate_parameters,
     }
     if s3_addressing_style:
         options["s3"] = {"addressing_style": s3_addressing_style}

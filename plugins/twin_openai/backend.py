@@ -17,7 +17,8 @@ and handed over as ``content`` (the SDK's encoder, a stdlib subclass, took
 URL; and the seven static ``X-Stainless-*`` headers that describe our platform
 to the vendor are not sent (each header costs validation in httpx and h11 on
 every call). The per-call ``x-stainless-retry-count`` and
-``x-stainless-read-timeout`` stay.
+``x-stainless-read-timeout`` stay. And the SDK's httpx client runs over our own
+transport (``twin_openai.transport``), not httpcore + h11: ~0.63x the CPU per call.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from twin_openai.config import OpenAISettings
 from twin_openai.errors import API_KEY_SECRET
 from twin_openai.tools import StreamedCalls, calls_of, round_messages, tool_specs
 from twin_openai.translate import ErrorTranslator
+from twin_openai.transport import for_base_url
 from twin_server import Prompt, Reply, report_usage
 from twin_server.errors import BackendError, BackendTimeout
 
@@ -81,6 +83,7 @@ class OpenAIBackend:
             timeout=settings.timeout,
             max_retries=0,
             default_headers={name: openai.Omit() for name in PLATFORM_HEADERS},
+            http_client=_http_client(settings.base_url),
         )
         return cls(client, settings, ErrorTranslator(api_key, settings.base_url))
 
@@ -174,6 +177,12 @@ class OpenAIBackend:
 
     def _not_a_completion(self) -> BackendError:
         return BackendError(f"{self.settings.base_url} answered something that is not a chat completion")
+
+
+def _http_client(base_url: str) -> openai.DefaultHttpxClient | None:
+    """The SDK's httpx client over our transport; None (the SDK builds its own) when a proxy applies."""
+    transport = for_base_url(base_url)
+    return None if transport is None else openai.DefaultHttpxClient(transport=transport)
 
 
 def _encode(body: dict[str, Any]) -> bytes:
