@@ -2,7 +2,8 @@
 
 After a turn whose prompt could not hold the whole conversation, an
 after-turn callback queues a job for the session on a background thread, so
-the reply never waits for it. The job reads the stored summary and the
+the reply never waits for it (an extractive summary, which calls no model, is
+made in the turn instead: it costs less than the hand-off). The job reads the stored summary and the
 messages older than that turn's prompt, and once ``TWIN_SUMMARY_EVERY`` new
 ones have fallen out it asks the summariser for an updated summary and stores
 it with the session (``save_summary``). The next turns put it in the prompt,
@@ -115,12 +116,19 @@ class SummaryWorker:
         self._keys: set[str] = set()
         self._thread: threading.Thread | None = None
 
-    def submit(self, key: str, job: Callable[[], None]) -> bool:
+    def submit(self, key: str, job: Callable[[], None], *, here: bool = False) -> bool:
+        """Queue ``job`` (or, ``here``, run it in this thread now); False when one for ``key`` is under way."""
         with self._lock:
             if self._pid != os.getpid():
                 self._reset()
             if key in self._keys:
                 return False
+            if here:
+                self._keys.add(key)
+        if here:
+            self._one(key, job)
+            return True
+        with self._lock:
             try:
                 self._queue.put_nowait((key, job))
             except queue.Full:
@@ -134,15 +142,17 @@ class SummaryWorker:
 
     def _run(self) -> None:
         while True:
-            key, job = self._queue.get()
-            try:
-                job()
-            except Exception:
-                log.exception("the summary of session %s failed; the previous one stays", key)
-            finally:
-                with self._lock:
-                    self._keys.discard(key)
-                    self._idle.notify_all()
+            self._one(*self._queue.get())
+
+    def _one(self, key: str, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except Exception:
+            log.exception("the summary of session %s failed; the previous one stays", key)
+        finally:
+            with self._lock:
+                self._keys.discard(key)
+                self._idle.notify_all()
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every queued job has run; False on timeout."""
@@ -157,6 +167,9 @@ class Summaries:
                  summariser: Callable[[str, Sequence[Message], Persona], str] | None = None) -> None:
         self.storage, self.window, self.every = storage, window, every
         self.summarise = summariser or summariser_for(llm)
+        # A summary without a model (about 40 us, every third turn) is made in the turn itself: handing it to
+        # the worker thread cost more than making it (145 us a turn in GIL hand-offs with the request threads).
+        self.here = isinstance(self.summarise, ExtractiveSummary)
         self.worker = worker or SummaryWorker()
         # Turns since each session's last job: a job every ``every / 2`` turns, when about ``every``
         # messages have left the window, so the store is read for it no more often than that.
@@ -193,7 +206,7 @@ class Summaries:
                     self._since.popitem(last=False)
                 return
         boundary = context.history[0].timestamp if context.history else turn.user_message.timestamp
-        self.worker.submit(session_id, lambda: self.update(session_id, boundary, persona))
+        self.worker.submit(session_id, lambda: self.update(session_id, boundary, persona), here=self.here)
 
     def update(self, session_id: str, boundary: Any, persona: Persona) -> Summary | None:
         """Summarise what is older than ``boundary`` and newer than the stored summary (the job)."""
