@@ -83,7 +83,7 @@ class OpenAIBackend:
             timeout=settings.timeout,
             max_retries=0,
             default_headers={name: openai.Omit() for name in PLATFORM_HEADERS},
-            http_client=_http_client(settings.base_url),
+            http_client=_http_client(settings.base_url) if settings.transport == "builtin" else None,
         )
         return cls(client, settings, ErrorTranslator(api_key, settings.base_url))
 

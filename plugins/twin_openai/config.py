@@ -11,6 +11,9 @@ setting                        meaning                         default
 ``TWIN_OPENAI_MAX_TOKENS``     reply length cap (max_tokens)   the server's
                                (a client's max_tokens is capped by it)
 ``TWIN_OPENAI_TOOLS``          offer the owner's tools         ``true``
+``TWIN_OPENAI_TRANSPORT``      ``builtin`` (our small HTTP/1.1 ``builtin``
+                               transport under the SDK) or
+                               ``httpx`` (the SDK's own)
 ``TWIN_LLM_TIMEOUT``           seconds per call, at most       the core's (60)
 =============================  ==============================  ===========================
 """
@@ -38,6 +41,7 @@ class OpenAISettings:
     max_tokens: int | None = None
     timeout: float = NO_DEADLINE_TIMEOUT
     tools: bool = True
+    transport: str = "builtin"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "OpenAISettings":
@@ -48,6 +52,7 @@ class OpenAISettings:
             lambda: settings.get_int("OPENAI_MAX_TOKENS", minimum=1),
             lambda: settings.get_float("LLM_TIMEOUT", minimum=0),
             lambda: settings.get_bool("OPENAI_TOOLS", True),
+            lambda: _transport(settings),
         )
         if problems:
             raise ConfigurationError("llm backend 'openai': " + "; ".join(problems))
@@ -60,6 +65,7 @@ class OpenAISettings:
             max_tokens=settings.get_int("OPENAI_MAX_TOKENS"),
             timeout=settings.get_float("LLM_TIMEOUT") or NO_DEADLINE_TIMEOUT,
             tools=settings.get_bool("OPENAI_TOOLS", True),
+            transport=_transport(settings),
         )
 
 
@@ -72,3 +78,13 @@ def _url(settings: Settings) -> str:
     if not url.startswith(("http://", "https://")):
         raise ConfigurationError(f"TWIN_OPENAI_BASE_URL must be an http:// or https:// URL, not {url!r}")
     return url
+
+
+TRANSPORTS = ("builtin", "httpx")
+
+
+def _transport(settings: Settings) -> str:
+    value = (_text(settings, "OPENAI_TRANSPORT") or "builtin").lower()
+    if value not in TRANSPORTS:
+        raise ConfigurationError(f"TWIN_OPENAI_TRANSPORT must be builtin or httpx, not {value!r}")
+    return value

@@ -236,3 +236,17 @@ def test_a_request_for_another_origin_goes_through_httpx(server):
         reply = client.post(other.base_url + "/chat/completions", json={"model": "m", "messages": []})
         assert reply.json()["choices"][0]["message"]["content"] == "Elsewhere."
         assert len(other.requests) == 1 and server.connections == 0
+
+
+def test_the_operator_can_choose_httpxs_own_transport(server):
+    ours, theirs = build(server), build(server, OPENAI_TRANSPORT="httpx")
+    assert isinstance(ours.client._client._transport, StdlibTransport)
+    assert not isinstance(theirs.client._client._transport, StdlibTransport)
+    assert theirs.complete(prompt()) == ours.complete(prompt()) == "Hello from the fake model."
+
+
+def test_an_unknown_transport_is_a_startup_problem(server):
+    from twin_server.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="TWIN_OPENAI_TRANSPORT must be builtin or httpx, not 'curl'"):
+        build(server, OPENAI_TRANSPORT="curl")
