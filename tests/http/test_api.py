@@ -203,3 +203,20 @@ def test_lone_surrogates_are_refused_before_the_llm(local_app, tmp_path):
     completion = b'{"model": "x", "messages": [{"role": "user", "content": "\\udfff"}]}'
     assert client.post("/v1/chat/completions", data=completion, content_type="application/json").status_code == 400
     assert not (tmp_path / "data" / "surrogate-01.jsonl").exists()
+
+
+def test_a_session_made_for_the_turn_reads_no_history_and_a_named_one_does(local_app, monkeypatch):
+    from twin_server.app_state import EXTENSION_KEY
+
+    app = local_app()
+    store = app.extensions[EXTENSION_KEY].backends.storage.backend
+    reads = []
+    for name in ("load", "load_summary"):
+        real = getattr(store, name)
+        monkeypatch.setattr(store, name, lambda *args, real=real, name=name, **kw: reads.append(name) or real(*args, **kw))
+    client = app.test_client()
+    first = chat(client, message="Hello")
+    assert first.status_code == 200 and reads == []
+    again = chat(client, message="And where are you?", session_id=first.get_json()["session_id"])
+    assert again.status_code == 200 and again.get_json()["history_loaded"] is True
+    assert reads == ["load", "load_summary"]

@@ -205,7 +205,7 @@ def chat_request() -> TurnRequest:
     data = plain_chat_body(body, max_chars) or load_body(chat_request_schema(max_chars), body)
     session_id = data["session_id"] or new_session_id()
     g.session_id = session_id
-    return TurnRequest(session_id, data["message"])
+    return TurnRequest(session_id, data["message"], new_session=data["session_id"] is None)
 
 
 # --- path parameters -------------------------------------------------------------

@@ -54,6 +54,8 @@ class TurnRequest:
     store: bool = True
     #: LLM options (``temperature``, ``max_tokens``), handed to the backend in ``Prompt.options``.
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: True when the session id was made for this turn (``new_session_id``): it has no history to read.
+    new_session: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +113,7 @@ class Turns:
             guard(request)
         history, loaded = self._history(request)
         summary = None
-        if self.summaries is not None and request.store and request.history is None:
+        if self.summaries is not None and request.store and request.history is None and not request.new_session:
             summary = self.summaries.load(request.session_id)
         context = self.grounder.build(persona, request.text, history, instructions=request.instructions,
                                       summary=summary)
@@ -148,6 +150,8 @@ class Turns:
             return [], True
         if request.history is not None:
             return list(request.history[-self.history_window:]), True
+        if request.new_session:
+            return [], True
         try:
             return self.backends.storage.load(request.session_id, self.history_window), True
         except Exception:
