@@ -29,7 +29,9 @@ log = logging.getLogger("twin_local.storage")
 SUFFIX = ".summary.ndjson"
 #: Larger than this, the file is compacted to its newest line (a summary line is at most about 10 KB).
 COMPACT_BYTES = 64 * 1024
-#: How much of the file's end is read to find the last line: more than the longest summary line.
+#: How much of the file's end is read to find the last line: first a typical line's worth, then more than
+#: the longest summary line.
+_FIRST_READ = 4096
 _TAIL_BYTES = 32 * 1024
 
 
@@ -42,14 +44,18 @@ def load(path: Path, session_id: str, size: int) -> Summary | None:
     except OSError as exc:
         raise _unavailable("read", exc) from exc
     try:
-        start = max(0, size - _TAIL_BYTES)
-        raw = os.pread(fd, size - start, start)
+        raw = _tail(fd, size, _FIRST_READ)
+        if raw.count(b"\n") < 2 and len(raw) < size:  # the last line may begin before what was read
+            raw = _tail(fd, size, _TAIL_BYTES)
     except OSError as exc:
         raise _unavailable("read", exc) from exc
     finally:
         os.close(fd)
     complete = raw[: raw.rfind(b"\n") + 1]  # a torn last line (no newline yet, or ever) is not read
-    for line in reversed(complete.split(b"\n")):
+    lines = complete.split(b"\n")
+    if len(raw) < size:
+        lines = lines[1:]  # the first may be the end of a longer line
+    for line in reversed(lines):
         if not line.strip():
             continue
         try:
@@ -57,6 +63,11 @@ def load(path: Path, session_id: str, size: int) -> Summary | None:
         except ValueError:
             log.warning("ignoring a corrupt summary of session %s", session_id)
     return None
+
+
+def _tail(fd: int, size: int, length: int) -> bytes:
+    start = max(0, size - length)
+    return os.pread(fd, size - start, start)
 
 
 def save(path: Path, session_file: Path, summary: Summary) -> bool:

@@ -100,3 +100,12 @@ def test_summaries_are_not_listed_as_sessions(tmp_path):
     store.save_summary("sess-list", summary())
     items, _ = store.sessions(10, None)
     assert [entry.session_id for entry in items] == ["sess-list"]
+
+
+@pytest.mark.parametrize("count, chars", [(1, 1500), (12, 1500), (3, 1000), (40, 60)])
+def test_the_newest_summary_is_read_whatever_the_length_of_the_lines(tmp_path, count, chars):
+    store = FilesystemStore(tmp_path)
+    store.append("sess-long", [Message("user", "hi", AT)])
+    for n in range(count):
+        store.save_summary("sess-long", summary(f"{n} " + "ü" * chars))  # two bytes a character: long lines
+    assert FilesystemStore(tmp_path).load_summary("sess-long").text == f"{count - 1} " + "ü" * chars
