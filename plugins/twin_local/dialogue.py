@@ -23,7 +23,11 @@ def _compile(pattern: str) -> re.Pattern[str]:
     a leading ``\b`` hides them from it. A branch opening with a group or
     ``^`` still hides them, so the tables spell such branches out one by one.
     """
-    return re.compile(_BOUNDARY_LETTER.sub(r"\1(?<=\\b\1)", pattern))
+    return re.compile(_letters_first(pattern))
+
+
+def _letters_first(pattern: str) -> str:
+    return _BOUNDARY_LETTER.sub(r"\1(?<=\\b\1)", pattern)
 
 
 def _each(alternatives: str, rest: str = "") -> str:
@@ -94,7 +98,8 @@ _INJECTION = _compile(
           r"\b.{0,40}\b(instructions?|rules?|prompts?|directions?|guidelines?|programming|constraints?)\b")
     + "|" + _each("system|initial|hidden|original|secret|developer", r"\s+(prompt|instructions?|message|rules)\b")
     + r"|\byour (instructions|rules|prompt|guidelines|directives|configuration)\b|"
-    + _each("repeat|print|reveal|show|output|display|dump|recite|leak", r"\b.{0,30}\b(above|prompt|instructions|rules)\b")
+    + _each("repeat|print|reveal|show|output|display|dump|recite|leak",
+            r"\b.{0,30}\b(above|prompt|instructions|rules)\b")
     + "|" + _each("pretend|imagine", r"\b.{0,12}\b(you are|you're|to be)\b") + r"|\brole[ -]?play\b|"
     + _each("talk|speak|write|answer|respond|reply", r" (like|as) (an? |my |the )?(pirate|[a-z]+ from now)")
     + "|" + _each("can|could|would", r" you (please )?(act|behave) as\b")
@@ -102,7 +107,8 @@ _INJECTION = _compile(
     + r"|\bforget (that )?you('re| are)\b"
 )
 #: The branches of the injection test that hold only at the start of the message.
-_INJECTION_OPENING = re.compile(r"^(please |now )?(act|behave) as\b|^\s*\[?(system|developer|admin|administrator)\]?\s*:")
+_INJECTION_OPENING = re.compile(
+    r"^(please |now )?(act|behave) as\b|^\s*\[?(system|developer|admin|administrator)\]?\s*:")
 _ARITHMETIC_DIGITS = re.compile(
     r"\d(\s*[+*/×÷^]\s*\d|\s+x\s+\d|\s*(plus|minus|times|multiplied by|divided by|to the power of)\s*\d"
     r"|\d*\s*(%|percent) of\b)"
@@ -122,9 +128,9 @@ _ARE_YOU_AI = _compile(
     + "|" + _each("are|r", r" (you|u) (really|actually|truly|for real)\b")
     + "|" + _each("talking|chatting|speaking",
                   r" (to|with) (an? )?(real person|human|ai|bot|robot|machine|computer)\b")
-    + "|" + _each("is|am", r" (this|that|it|i) (really |actually )?((talking|chatting|speaking) (to|with) )?(an? |the )?"
-                  r"(real |actual )?(person|human|ai|bot|robot|chatbot|machine|program|computer|chatgpt|gpt|llm"
-                  r"|language model)\b")
+    + "|" + _each("is|am", r" (this|that|it|i) (really |actually )?((talking|chatting|speaking) (to|with) )?"
+                  r"(an? |the )?(real |actual )?(person|human|ai|bot|robot|chatbot|machine|program|computer|chatgpt"
+                  r"|gpt|llm|language model)\b")
     + r"|\bor an? (ai|bot|robot|machine|computer|program)\b|"
     + _each("machine|bot|ai|computer|program|robot", r"\b.{0,20}\b(answering|replying|talking|responding|writing)\b")
 )
@@ -164,6 +170,7 @@ _ANSWER_KINDS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = tuple(
 _SECOND_PERSON = _compile("(" + _each("you|your|yours|yourself|u|ur|ya|favou?rite") + r")\b")
 _ANAPHORA = _compile("(" + _each("it|its|that|this|there|they|them|their|those|these|he|she|him|her") + r")\b")
 _FOLLOW_UP_START = re.compile(r"^(and|so|but|also|then|what about|how about|why|how|when|where|who)\b")
+_WORD = re.compile(r"[a-z0-9]+")
 _RELATION = _compile("(" + _each("before|prior to|earlier than|after|since leaving|following") + r")\b")
 
 
@@ -181,18 +188,20 @@ def is_task(text: str) -> bool:
     return bool(_ARITHMETIC_DIGITS.search(text) or _ARITHMETIC_WORDS.search(text) or _WRITING.search(text))
 
 
-def asks_if_ai(text: str, first_name: str) -> bool:
-    """"Are you a bot?", "is this really <name>?", "am I talking to a real person?"."""
-    if _ARE_YOU_AI.search(text):
-        return True
-    name = re.escape(first_name)
-    return bool(re.search(rf"\b(is|am) (this|that|it|i) (really |actually |talking to |chatting with )*{name}\b",
-                          text))
+def name_question(first_name: str) -> re.Pattern[str]:
+    """"Is this really <name>?" for ``asks_if_ai``: compiled once per persona."""
+    asking = _letters_first("(" + _each("is|am") + ") (this|that|it|i) (really |actually |talking to |chatting with )*")
+    return re.compile(asking + re.escape(first_name) + r"\b")
+
+
+def asks_if_ai(text: str, name_question: re.Pattern[str]) -> bool:
+    """"Are you a bot?", "is this really <name>?" (``name_question``), "am I talking to a real person?"."""
+    return bool(_ARE_YOU_AI.search(text) or name_question.search(text))
 
 
 def is_personal(text: str, names: frozenset[str]) -> bool:
     """The message is about the person ("you", "your", or a name of theirs, as stems), not the world at large."""
-    return bool(_SECOND_PERSON.search(text) or names & {stem(w) for w in re.findall(r"[a-z0-9]+", text)})
+    return bool(_SECOND_PERSON.search(text) or names & {stem(w) for w in _WORD.findall(text)})
 
 
 def answer_kinds_wanted(text: str) -> frozenset[str]:

@@ -161,7 +161,7 @@ PAIRS = (
 SPANS_ONLY = {id(n) for o, n in PAIRS if o.groups != n.groups}
 #: Every word and fragment the originals spell, so random text often comes near a match.
 WORDS = sorted({w for o, _ in PAIRS + [(_INJECTION, None), (_ARITHMETIC, None)]
-                for w in re.findall(r"[a-zé']+", o.pattern.replace(r"\b", " ").replace(r"\s", " ").replace(r"\d", " "))})
+                for w in re.findall(r"[a-zé']+", re.sub(r"\\[bsd]", " ", o.pattern))})
 GLUE = ["", " ", " ", " ", "  ", "'", "_", "-", ",", ".", "?", "!", ":", "\n", "\t", "é", "ß", "ü", "1", "42", "x",
         "+", "%", "[", "]", "’", "\u00a0", "İ", "ǅ"]
 ADVERSARIAL = [
@@ -258,3 +258,22 @@ def test_matches_glued_together(parts: list[str]) -> None:
 def test_random_text(text: str) -> None:
     _check(text)
     _check(normalise(text))
+
+
+def _original_name_question(first_name: str) -> re.Pattern[str]:
+    # As asks_if_ai built it on every call before.
+    name = re.escape(first_name)
+    return re.compile(rf"\b(is|am) (this|that|it|i) (really |actually |talking to |chatting with )*{name}\b")
+
+
+NAMES = ["ada", "bo", "zoë", "o'neil", "x\\bob", "a.b", "jo_"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(NAMES), st.data())
+def test_name_question(first_name: str, data: st.DataObject) -> None:
+    original = _original_name_question(first_name)
+    near = st.from_regex(original, fullmatch=True) | st.sampled_from(NAMES + ["is", "this", "really", "mis"] + GLUE)
+    parts = data.draw(st.lists(near, max_size=4))
+    for text in ("".join(parts), " ".join(parts)):
+        _same(original, dialogue.name_question(first_name), text)
