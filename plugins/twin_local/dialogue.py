@@ -12,72 +12,109 @@ from collections.abc import Mapping
 
 from twin_local.analysis import stem
 
+_BOUNDARY_LETTER = re.compile(r"\\b([a-z])")
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    r"""The pattern with each ``\b`` before a letter moved behind it (``\bwho`` becomes ``w(?<=\bw)ho``).
+
+    Same matches, but when every branch starts with a letter the engine skips
+    straight to where one of those letters is instead of trying each position:
+    a leading ``\b`` hides them from it. A branch opening with a group or
+    ``^`` still hides them, so the tables spell such branches out one by one.
+    """
+    return re.compile(_letters_first(pattern))
+
+
+def _letters_first(pattern: str) -> str:
+    return _BOUNDARY_LETTER.sub(r"\1(?<=\\b\1)", pattern)
+
+
+def _each(alternatives: str, rest: str = "") -> str:
+    r"""``\ba<rest>|\bb<rest>|...`` for ``a|b|...``: a leading group spelled out branch by branch, in order."""
+    branches, depth, start = [], 0, 0
+    for at, char in enumerate(alternatives):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "|" and not depth:
+            branches.append(alternatives[start:at])
+            start = at + 1
+    branches.append(alternatives[start:])
+    return "|".join(rf"\b{branch}{rest}" for branch in branches)
+
+
 #: Intent patterns and how much they boost passages by tag.
 INTENTS: tuple[tuple[re.Pattern[str], Mapping[str, float]], ...] = tuple(
-    (re.compile(pattern), boosts)
+    (_compile(pattern), boosts)
     for pattern, boosts in (
         (r"\bwho (are|r) (you|u)\b|\bintroduce yourself\b|\bwho is this\b|\bwho am i (talking|speaking|chatting)\b",
          {"name": 6.0, "role": 4.0}),
         (r"\byour (full |real )?name\b|\bcall you\b|\bwhat are you called\b", {"name": 6.0}),
-        (r"\bwhere\b.*\b(live|living|based|located|from|stay)\b|\bwhere are you\b|\b(your )?location\b"
+        (r"\bwhere\b.*\b(live|living|based|located|from|stay)\b|\bwhere are you\b|\byour location\b|\blocation\b"
          r"|\bhome ?town\b|\bwhich (city|country)\b|\bwhat (city|country)\b|\bcall home\b", {"location": 6.0}),
         (r"\bwhat do you do\b(?! (for fun|in your|at the|on (the )?weekends?|outside))"
          r"|\byour (current )?(job|role|position|title|occupation|profession|employer|company)\b"
-         r"|\bwhere do you work\b|\bwho do you work for\b|\bfor a living\b|\bwhat do you work on\b"
-         r"|\b(company|employer|organi[sz]ation)\b(?!.*\b(before|previous|prior|past|earlier)\b)"
-         r"|\bwho (employs|pays) you\b|\bwhere are you employed\b", {"role": 6.0}),
-        (r"\bskill|\bgood at\b|\bexpertise\b|\bstrengths?\b|\b(tech )?stack\b|\btechnolog|\bwhat tools\b"
+         r"|\bwhere do you work\b|\bwho do you work for\b|\bfor a living\b|\bwhat do you work on\b|"
+         + _each("company|employer|organi[sz]ation", r"\b(?!.*\b(before|previous|prior|past|earlier)\b)")
+         + r"|\bwho (employs|pays) you\b|\bwhere are you employed\b", {"role": 6.0}),
+        (r"\bskill|\bgood at\b|\bexpertise\b|\bstrengths?\b|\btech stack\b|\bstack\b|\btechnolog|\bwhat tools\b"
          r"|\blanguages? do you (use|code|program|write|know)\b|\bprogramming languages?\b"
          r"|\bcan you (code|program)\b", {"skills": 6.0}),
-        (r"\b(story|background|bio|biography|journey)\b|\babout (yourself|you)\b"
+        (_each("story|background|bio|biography|journey", r"\b") + r"|\babout (yourself|you)\b"
          r"|\bhow did you (start|get into|get started|become)\b", {"summary": 6.0}),
-        (r"\b(experience|career|previous (job|role|work|employer)s?|past (job|role|work)s?|worked (at|for|before)"
-         r"|employment|work history|cv|resume|résumé|(before|prior to) (joining|you joined|your current))\b"
-         r"|\bwhere did you work\b|\bwhere have you worked\b", {"experience": 6.0}),
-        (r"\b(your|my|any|the|which|what) projects?\b|\bprojects\b|\bportfolio\b|\bopen[ -]source\b"
+        (_each(r"experience|career|previous (job|role|work|employer)s?|past (job|role|work)s?|worked (at|for|before)"
+               r"|employment|work history|cv|resume|résumé|before (joining|you joined|your current)"
+               r"|prior to (joining|you joined|your current)", r"\b")
+         + r"|\bwhere did you work\b|\bwhere have you worked\b", {"experience": 6.0}),
+        (_each("your|my|any|the|which|what", r" projects?\b") + r"|\bprojects\b|\bportfolio\b|\bopen[ -]source\b"
          r"|\bwhat have you (built|made|created)\b|\bside projects?\b", {"projects": 5.0}),
-        (r"\b(study|studied|degree|universit|college|school|education|qualification|graduat|master'?s|bachelor)",
-         {"education": 6.0}),
-        (r"\b(hobby|hobbies|interests?|interested in|free time|spare time|for fun|weekends?|outside (of )?work"
-         r"|passions?|pastimes?|sports?|unwind|relax|get up to)\b", {"interests": 6.0}),
+        ("(" + _each("study|studied|degree|universit|college|school|education|qualification|graduat|master'?s"
+                     "|bachelor") + ")", {"education": 6.0}),
+        ("(" + _each("hobby|hobbies|interests?|interested in|free time|spare time|for fun|weekends?|outside (of )?work"
+                     "|passions?|pastimes?|sports?|unwind|relax|get up to") + r")\b", {"interests": 6.0}),
         (r"\bdo you speak\b|\blanguages? (do )?you speak\b|\bspeak any\b|\bwhat languages\b(?! do you (use|code))"
          r"|\bspoken languages?\b|\bnative (english |)speaker\b|\bnative language\b|\bhow many languages\b",
          {"languages": 6.0}),
-        (r"\b(contact|e-?mail|reach you|get in touch|website|your site|linkedin)\b", {"contact": 6.0}),
+        ("(" + _each("contact|e-?mail|reach you|get in touch|website|your site|linkedin") + r")\b", {"contact": 6.0}),
         (r"\bpronouns?\b", {"pronouns": 6.0}),
     )
 )
 
 #: Personal questions that stay unanswered unless the facts have one of these keys.
 PRIVATE: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = tuple(
-    (re.compile(pattern), keys)
+    (_compile(pattern), keys)
     for pattern, keys in (
         (r"\bhow old\b|\byour age\b|\bwhen were you born\b|\byour birthday\b", ("age", "birthday", "date_of_birth")),
         (r"\bare you (married|single|dating)\b|\bdo you have (a |any )?(kids|children|girlfriend|boyfriend|husband"
          r"|wife|partner)\b", ("family", "relationship", "children")),
-        (r"\b(salary|income|wages?|earnings|net worth|compensation)\b|\bhow much do you (earn|make|get paid)\b"
-         r"|\byour pay\b", ("salary",)),
+        (_each("salary|income|wages?|earnings|net worth|compensation", r"\b")
+         + r"|\bhow much do you (earn|make|get paid)\b|\byour pay\b", ("salary",)),
         (r"\bwho (did|do|will) you vote\b|\bpolitic|\breligio", ("politics", "religion")),
-        (r"\b(home|street|postal|house) address\b|\bwhere exactly do you live\b", ("address",)),
+        (_each("home|street|postal|house", r" address\b") + r"|\bwhere exactly do you live\b", ("address",)),
     )
 )
 
-_INJECTION = re.compile(
-    r"\b(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instructions?|rules?|prompts?|directions?|guidelines?"
-    r"|programming|constraints?)\b"
-    r"|\b(system|initial|hidden|original|secret|developer)\s+(prompt|instructions?|message|rules)\b"
-    r"|\byour (instructions|rules|prompt|guidelines|directives|configuration)\b"
-    r"|\b(repeat|print|reveal|show|output|display|dump|recite|leak)\b.{0,30}\b(above|prompt|instructions|rules)\b"
-    r"|\b(pretend|imagine)\b.{0,12}\b(you are|you're|to be)\b|\brole[ -]?play\b"
-    r"|\b(talk|speak|write|answer|respond|reply) (like|as) (an? |my |the )?(pirate|[a-z]+ from now)"
-    r"|^(please |now )?(act|behave) as\b|\b(can|could|would) you (please )?(act|behave) as\b"
-    r"|\byou are now\b|\bfrom now on,? you\b|\b(developer|dan|jailbreak|god|sudo) mode\b"
-    r"|^\s*\[?(system|developer|admin|administrator)\]?\s*:|\bforget (that )?you('re| are)\b"
+_INJECTION = _compile(
+    _each("ignore|disregard|forget|override|bypass",
+          r"\b.{0,40}\b(instructions?|rules?|prompts?|directions?|guidelines?|programming|constraints?)\b")
+    + "|" + _each("system|initial|hidden|original|secret|developer", r"\s+(prompt|instructions?|message|rules)\b")
+    + r"|\byour (instructions|rules|prompt|guidelines|directives|configuration)\b|"
+    + _each("repeat|print|reveal|show|output|display|dump|recite|leak",
+            r"\b.{0,30}\b(above|prompt|instructions|rules)\b")
+    + "|" + _each("pretend|imagine", r"\b.{0,12}\b(you are|you're|to be)\b") + r"|\brole[ -]?play\b|"
+    + _each("talk|speak|write|answer|respond|reply", r" (like|as) (an? |my |the )?(pirate|[a-z]+ from now)")
+    + "|" + _each("can|could|would", r" you (please )?(act|behave) as\b")
+    + r"|\byou are now\b|\bfrom now on,? you\b|" + _each("developer|dan|jailbreak|god|sudo", r" mode\b")
+    + r"|\bforget (that )?you('re| are)\b"
 )
-_ARITHMETIC = re.compile(
-    r"\d\s*[+*/×÷^]\s*\d|\d\s+x\s+\d|\d\s*(plus|minus|times|multiplied by|divided by|to the power of)\s*\d"
-    r"|\b(calculate|compute|solve|square root|cube root|factorial|derivative|integral)\b|\d+\s*(%|percent) of\b"
+#: The branches of the injection test that hold only at the start of the message.
+_INJECTION_OPENING = re.compile(
+    r"^(please |now )?(act|behave) as\b|^\s*\[?(system|developer|admin|administrator)\]?\s*:")
+_ARITHMETIC_DIGITS = re.compile(
+    r"\d(\s*[+*/×÷^]\s*\d|\s+x\s+\d|\s*(plus|minus|times|multiplied by|divided by|to the power of)\s*\d"
+    r"|\d*\s*(%|percent) of\b)"
 )
+_ARITHMETIC_WORDS = _compile(
+    r"(\bcalculate|\bcompute|\bsolve|\bsquare root|\bcube root|\bfactorial|\bderivative|\bintegral)\b")
 _WRITING = re.compile(
     r"^(please |can you |could you |would you |will you )*(write|compose|draft|generate|create|make up|rewrite"
     r"|proofread|paraphrase|give me|tell me|sing|recite)\b(?! (me )?(about|more)\b).{0,40}(?<!your )(?<!life )"
@@ -85,15 +122,17 @@ _WRITING = re.compile(
     r"|recipe|speech|tweet|article|sql|regex|sonnet|cover letter)s?\b"
     r"|^(please |can you |could you |would you )*(translate|summari[sz]e)\b(?!.{0,40}\b(your|yourself)\b)"
 )
-_ARE_YOU_AI = re.compile(
-    r"\b(are|r) (you|u) (an? |the )?(actual |real )?(real|human|person|ai|bot|robot|chatbot|machine|program"
-    r"|computer|language model|llm|twin|digital twin)\b"
-    r"|\b(are|r) (you|u) (really|actually|truly|for real)\b"
-    r"|\b(talking|chatting|speaking) (to|with) (an? )?(real person|human|ai|bot|robot|machine|computer)\b"
-    r"|\b(is|am) (this|that|it|i) (really |actually )?((talking|chatting|speaking) (to|with) )?(an? |the )?"
-    r"(real |actual )?(person|human|ai|bot|robot|chatbot|machine|program|computer|chatgpt|gpt|llm|language model)\b"
-    r"|\bor an? (ai|bot|robot|machine|computer|program)\b"
-    r"|\b(machine|bot|ai|computer|program|robot)\b.{0,20}\b(answering|replying|talking|responding|writing)\b"
+_ARE_YOU_AI = _compile(
+    _each("are|r", r" (you|u) (an? |the )?(actual |real )?(real|human|person|ai|bot|robot|chatbot|machine|program"
+                   r"|computer|language model|llm|twin|digital twin)\b")
+    + "|" + _each("are|r", r" (you|u) (really|actually|truly|for real)\b")
+    + "|" + _each("talking|chatting|speaking",
+                  r" (to|with) (an? )?(real person|human|ai|bot|robot|machine|computer)\b")
+    + "|" + _each("is|am", r" (this|that|it|i) (really |actually )?((talking|chatting|speaking) (to|with) )?"
+                  r"(an? |the )?(real |actual )?(person|human|ai|bot|robot|chatbot|machine|program|computer|chatgpt"
+                  r"|gpt|llm|language model)\b")
+    + r"|\bor an? (ai|bot|robot|machine|computer|program)\b|"
+    + _each("machine|bot|ai|computer|program|robot", r"\b.{0,20}\b(answering|replying|talking|responding|writing)\b")
 )
 GREETING = re.compile(
     r"^(hi|hello|hey|hiya|howdy|greetings|good (morning|afternoon|evening|day)|hola|ola|olá)\b"
@@ -113,25 +152,26 @@ MORE = re.compile(r"^(tell me more|more|go on|and|what else|anything else|contin
                   r"( please)?[\s?!.]*$")
 
 _ANSWER_KINDS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = tuple(
-    (re.compile(pattern), frozenset(kinds.split()))
+    (_compile(pattern), frozenset(kinds.split()))
     for pattern, kinds in (
         (r"\bwhen\b|\bwhat year\b|\bwhich year\b|\bsince when\b|\bhow long ago\b", "year"),
         (r"\bhow long (have|has|had|were|was|did) you\b|\bhow many years\b", "year duration"),
         (r"\bhow long (do|does|did|will|can|would)\b|\bhow soon\b|\bhow quickly\b|\bhow often\b", "duration"),
-        (r"\bhow much\b.*\b(cost|charge|spend|pay|build|make)\b|\b(cost|costs|price|priced|expensive|cheap|afford"
-         r"|budget)\b", "money"),
+        (r"\bhow much\b.*\b(cost|charge|spend|pay|build|make)\b|"
+         + _each("cost|costs|price|priced|expensive|cheap|afford|budget", r"\b"), "money"),
         (r"\bhow (big|large|long|tall|wide|heavy|fast|far|deep|small|accurate|precise|quick)\b|\bwhat size\b"
          r"|\bsize of\b|\bhow much does it weigh\b", "measure quantity"),
         (r"\bhow many\b|\bnumber of\b|\bhow big\b", "quantity"),
         (r"\bwhere\b", "place"),
-        (r"\b(programming )?language\b(?!s? (do|did|can) you speak)|\b(written|coded|built|programmed) (it )?in\b",
-         "code"),
+        (r"\bprogramming language\b(?!s? (do|did|can) you speak)|\blanguage\b(?!s? (do|did|can) you speak)|"
+         + _each("written|coded|built|programmed", r" (it )?in\b"), "code"),
     )
 )
-_SECOND_PERSON = re.compile(r"\b(you|your|yours|yourself|u|ur|ya|favou?rite)\b")
-_ANAPHORA = re.compile(r"\b(it|its|that|this|there|they|them|their|those|these|he|she|him|her)\b")
+_SECOND_PERSON = _compile("(" + _each("you|your|yours|yourself|u|ur|ya|favou?rite") + r")\b")
+_ANAPHORA = _compile("(" + _each("it|its|that|this|there|they|them|their|those|these|he|she|him|her") + r")\b")
 _FOLLOW_UP_START = re.compile(r"^(and|so|but|also|then|what about|how about|why|how|when|where|who)\b")
-_RELATION = re.compile(r"\b(before|prior to|earlier than|after|since leaving|following)\b")
+_WORD = re.compile(r"[a-z0-9]+")
+_RELATION = _compile("(" + _each("before|prior to|earlier than|after|since leaving|following") + r")\b")
 
 
 def strip_interjections(text: str) -> str:
@@ -140,26 +180,28 @@ def strip_interjections(text: str) -> str:
 
 def is_injection(text: str) -> bool:
     """An attempt to change who the twin is or to read its instructions."""
-    return bool(_INJECTION.search(text))
+    return bool(_INJECTION.search(text) or _INJECTION_OPENING.match(text))
 
 
 def is_task(text: str) -> bool:
     """A request for work the twin is not here for: arithmetic, writing, translating, jokes."""
-    return bool(_ARITHMETIC.search(text) or _WRITING.search(text))
+    return bool(_ARITHMETIC_DIGITS.search(text) or _ARITHMETIC_WORDS.search(text) or _WRITING.search(text))
 
 
-def asks_if_ai(text: str, first_name: str) -> bool:
-    """"Are you a bot?", "is this really <name>?", "am I talking to a real person?"."""
-    if _ARE_YOU_AI.search(text):
-        return True
-    name = re.escape(first_name)
-    return bool(re.search(rf"\b(is|am) (this|that|it|i) (really |actually |talking to |chatting with )*{name}\b",
-                          text))
+def name_question(first_name: str) -> re.Pattern[str]:
+    """"Is this really <name>?" for ``asks_if_ai``: compiled once per persona."""
+    asking = _letters_first("(" + _each("is|am") + ") (this|that|it|i) (really |actually |talking to |chatting with )*")
+    return re.compile(asking + re.escape(first_name) + r"\b")
+
+
+def asks_if_ai(text: str, name_question: re.Pattern[str]) -> bool:
+    """"Are you a bot?", "is this really <name>?" (``name_question``), "am I talking to a real person?"."""
+    return bool(_ARE_YOU_AI.search(text) or name_question.search(text))
 
 
 def is_personal(text: str, names: frozenset[str]) -> bool:
     """The message is about the person ("you", "your", or a name of theirs, as stems), not the world at large."""
-    return bool(_SECOND_PERSON.search(text) or names & {stem(w) for w in re.findall(r"[a-z0-9]+", text)})
+    return bool(_SECOND_PERSON.search(text) or names & {stem(w) for w in _WORD.findall(text)})
 
 
 def answer_kinds_wanted(text: str) -> frozenset[str]:

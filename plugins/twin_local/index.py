@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
+from twin_local import dialogue
 from twin_local.passages import STOPWORDS, Passage, build_passages, follow_on, normalise, query_terms, stem, tokens
 from twin_server import Persona, persona_passages
 
@@ -85,6 +86,8 @@ class PersonaIndex:
         self.first_name = full_name.split(" ", 1)[0]
         #: The person's name at the start of a message ("Ada, ..." / "Ada Quill, ...").
         self.name_opening = re.compile(rf"^{re.escape(full_name)}\b|^{re.escape(self.first_name)}\b")
+        #: "Is this really Ada?"
+        self.name_question = dialogue.name_question(self.first_name)
 
     def said_in(self, text: str) -> list[Passage]:
         """The passages ``text`` says, in the order it says them."""

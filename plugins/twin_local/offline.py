@@ -124,7 +124,7 @@ class OfflineLLM:
         small = self._small_talk(persona, rest, bool(greeting))
         if small is not None:
             return small
-        if dialogue.asks_if_ai(rest, first):
+        if dialogue.asks_if_ai(rest, index.name_question):
             return (
                 f"I'm a digital twin of {persona.full_name}: an automated stand-in that answers only from what "
                 f"{first.capitalize()} has written, so I won't guess beyond that. "
