@@ -260,6 +260,7 @@ class SessionAllowance:
         #: Characters one budget unit pays for (``TWIN_MAX_MESSAGE_CHARS``); None: every call is one unit.
         self.budget_unit_chars = budget_unit_chars
         self.secret: bytes = getattr(storage, "secret", b"")  # the shm table's; other storages have no slots to aim at
+        self._today: tuple[str, float, float] | None = None  # (budget key, day's end, day's start)
 
     def _session_key(self, session_id: str) -> str:
         digest = hashlib.blake2b(session_id.encode(), digest_size=16, key=self.secret, person=b"twin-session").hexdigest()
@@ -299,17 +300,29 @@ class SessionAllowance:
             self.storage.incr(chars_key, self.ttl, amount=chars)
 
     def _spend_budget(self, units: int) -> None:
-        now = datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc)
-        midnight = datetime.datetime.combine(now.date() + datetime.timedelta(days=1), datetime.time(), now.tzinfo)
-        left = (midnight - now).total_seconds()
-        key = f"twin/llm-budget/{now.date().isoformat()}"
-        exhausted = BudgetExhausted(f"the daily LLM budget of {self.daily_budget} calls is spent", retry_after=left)
-        exhausted.operation = "llm"  # the problem then says the language model is unavailable
+        now = self.clock()
+        key, midnight = self._day(now)
+        left = midnight - now
         # A call of several units that does not fit is refused uncounted: it must not spend what smaller calls could.
         if units > 1 and self.storage.get(key) + units > self.daily_budget:
-            raise exhausted
+            raise self._exhausted(left)
         if self.storage.incr(key, math.ceil(left) + 60, amount=units) > self.daily_budget:
-            raise exhausted
+            raise self._exhausted(left)
+
+    def _day(self, now: float) -> tuple[str, float]:
+        """The UTC day's budget key and its end (as a timestamp), worked out once a day."""
+        day = self._today
+        if day is None or not day[2] <= now < day[1]:
+            start = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).replace(hour=0, minute=0, second=0,
+                                                                                        microsecond=0)
+            end = start + datetime.timedelta(days=1)
+            day = self._today = (f"twin/llm-budget/{start.date().isoformat()}", end.timestamp(), start.timestamp())
+        return day[0], day[1]
+
+    def _exhausted(self, left: float) -> BudgetExhausted:
+        exhausted = BudgetExhausted(f"the daily LLM budget of {self.daily_budget} calls is spent", retry_after=left)
+        exhausted.operation = "llm"  # the problem then says the language model is unavailable
+        return exhausted
 
 
 def ping(app: Flask) -> None:
