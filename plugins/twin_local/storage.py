@@ -184,12 +184,12 @@ class FilesystemStore:
     def save_summary(self, session_id: str, summary: Summary) -> None:
         try:
             with self._lock(session_id, fcntl.LOCK_EX):
-                summaries.save(self._summary_path(session_id), Path(self._path(session_id)), summary)
+                summaries.save(self._summary_path(session_id), self._path(session_id), summary)
         except OSError as exc:
             raise _unavailable("write the summary of", exc) from exc
 
-    def _summary_path(self, session_id: str) -> Path:
-        return Path(self._path(session_id)[: -len(SUFFIX)] + summaries.SUFFIX)
+    def _summary_path(self, session_id: str) -> str:
+        return self._path(session_id)[: -len(SUFFIX)] + summaries.SUFFIX  # a str: a Path costs more than the stat
 
     # -- the optional methods (see ConversationStore) -------------------------
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from pathlib import Path
 
 from twin_server import Summary
 from twin_server.errors import BackendUnavailable
@@ -35,7 +34,7 @@ _FIRST_READ = 4096
 _TAIL_BYTES = 32 * 1024
 
 
-def load(path: Path, session_id: str, size: int) -> Summary | None:
+def load(path: str, session_id: str, size: int) -> Summary | None:
     """The last complete line of the file (``size`` bytes long); None without one that parses."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -70,9 +69,9 @@ def _tail(fd: int, size: int, length: int) -> bytes:
     return os.pread(fd, size - start, start)
 
 
-def save(path: Path, session_file: Path, summary: Summary) -> bool:
+def save(path: str, session_file: str, summary: Summary) -> bool:
     """Append ``summary`` (the caller holds the session's lock); False when the session is gone."""
-    if not session_file.exists():
+    if not os.path.exists(session_file):
         return False
     line = summary.to_json() + b"\n"
     try:
@@ -92,8 +91,9 @@ def save(path: Path, session_file: Path, summary: Summary) -> bool:
     return True
 
 
-def _rewrite(path: Path, line: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _rewrite(path: str, line: bytes) -> None:
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
@@ -112,7 +112,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def remove(path: Path) -> None:
+def remove(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
