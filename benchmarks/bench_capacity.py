@@ -52,9 +52,10 @@ KEY = "sk-bench-capacity-0000"
 #: The admission cap (twin_server.http.inflight) stays on, at the thread count: no thread is kept for
 #: probes (there are none here), so a worker that wrk gave more connections than threads queues them.
 SHAPE = {"TWIN_WORKERS": "2", "TWIN_THREADS": "8", "TWIN_MAX_CHATS": "8"}
-#: Two windows like the default, far above what the benchmark sends: on, never refusing.
-LIMIT_ON = {"TWIN_RATE_LIMIT": "100000000/minute;1000000000/day"}
-QUIET = {"TWIN_LOG_LEVEL": "WARNING", "TWIN_METRICS": "off", "TWIN_RATE_LIMIT": "off"}
+#: Two windows like the default, and the per-session message cap, far above what the benchmark sends: on,
+#: never refusing (64 returning visitors pass the default cap of 500 messages each within a run).
+LIMIT_ON = {"TWIN_RATE_LIMIT": "100000000/minute;1000000000/day", "TWIN_SESSION_MAX_MESSAGES": "100000000"}
+QUIET = {"TWIN_LOG_LEVEL": "WARNING", "TWIN_METRICS": "off", "TWIN_RATE_LIMIT": "off", "TWIN_SESSION_MAX_MESSAGES": "off"}
 MIN_BALANCE = 0.5
 #: BENCH_SERVERS=bare,chat runs only those rows (for a quick before/after of one change).
 SERVERS = os.environ.get("BENCH_SERVERS", "bare,chat,quiet,openai,fastapi").split(",")
