@@ -236,7 +236,8 @@ class SessionAllowance:
 
     Counts everything the visitor makes the LLM read (``visitor_chars``), not
     only the last message. Reads first and counts only a turn that passes every
-    check, so a refused message costs the visitor nothing. Concurrent turns of
+    check, so a refused message costs the visitor nothing (with the message cap
+    alone, one count: a refused turn's lands above the cap, which refuses it anyway). Concurrent turns of
     one session may overshoot a cap by the turns in flight; the budget is one
     atomic increment. A turn that is not stored (a stateless ``/v1`` call, a
     session of its own) is checked alone against the caps and leaves no session
@@ -282,10 +283,14 @@ class SessionAllowance:
         session = self._session_key(turn.session_id)
         messages_key, chars_key = f"{session}/messages", f"{session}/chars"
         stored = turn.store
+        if stored and self.max_messages is not None and self.max_chars is None and self.daily_budget is None:
+            # The message cap alone (the default): one count, refused past the cap. A refused turn's count
+            # only ever lands above the cap, where it refuses what the cap refused anyway.
+            if self.storage.incr(messages_key, self.ttl) > self.max_messages:
+                raise self._at_message_cap()
+            return
         if self.max_messages is not None and stored and self.storage.get(messages_key) >= self.max_messages:
-            raise LimitExceeded(
-                f"This conversation has reached its limit of {self.max_messages} messages; start a new conversation."
-            )
+            raise self._at_message_cap()
         if self.max_chars is not None and (self.storage.get(chars_key) if stored else 0) + chars > self.max_chars:
             raise LimitExceeded(
                 f"This conversation has reached its limit of {self.max_chars} characters; start a new conversation."
@@ -298,6 +303,11 @@ class SessionAllowance:
             self.storage.incr(messages_key, self.ttl)
         if self.max_chars is not None:
             self.storage.incr(chars_key, self.ttl, amount=chars)
+
+    def _at_message_cap(self) -> LimitExceeded:
+        return LimitExceeded(
+            f"This conversation has reached its limit of {self.max_messages} messages; start a new conversation."
+        )
 
     def _spend_budget(self, units: int) -> None:
         now = self.clock()
