@@ -333,5 +333,5 @@ def _close(words: memoryview, mapped: mmap.mmap, fds: list[int]) -> None:
     for fd in fds:
         try:
             os.close(fd)
-        except OSError:
-            pass
+        except OSError as exc:  # already closed (a fork's copy); nothing is left to release
+            log.debug("closing counter file descriptor %d: %s", fd, exc)
