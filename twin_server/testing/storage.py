@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -85,9 +86,9 @@ class ConversationStoreContract:
     - ``concurrency = (threads, turns_per_thread)``: scale down for a slow store (default 8 x 25);
     - ``timestamp_precision``: how close a loaded timestamp must be to the stored one
       (default one microsecond, i.e. exact);
-    - ``transient_attempts``: how many times a concurrent append that raised a ``TransientError``
-      is made again, as the core's retry would (default 3). A transient error must mean
-      nothing was written: a turn stored twice fails the check.
+    - ``transient_attempts``: how many times a concurrent append (or a load racing appends) that
+      raised a ``TransientError`` is made, as the core's retry would (default 3). A transient error
+      must mean nothing was written: a turn stored twice fails the check.
     """
 
     concurrency: tuple[int, int] = (8, 25)
@@ -118,13 +119,22 @@ class ConversationStoreContract:
         return messages
 
     def _append(self, store, session_id: str, messages: list[Message]) -> None:
+        self._again_when_transient(lambda: store.append(session_id, messages))
+
+    def _load(self, store, session_id: str) -> list[Message]:
+        """A read that raced writers may ask, with a ``TransientError``, to be made afresh (S3's turn
+        objects can be folded away mid-read); the core's retry would, so the kit does."""
+        return self._again_when_transient(lambda: store.load(session_id))
+
+    def _again_when_transient(self, call: Callable[[], Any]) -> Any:
         for attempt in range(self.transient_attempts):
             try:
-                store.append(session_id, messages)
-                return
+                return call()
             except TransientError:
                 if attempt == self.transient_attempts - 1:
                     raise
+                time.sleep(0.002 * (attempt + 1))
+        return None  # unreachable: the last attempt returns or raises
 
     # -- reading -------------------------------------------------------------------
 
@@ -214,7 +224,7 @@ class ConversationStoreContract:
         def work(n: int) -> None:
             if n >= writers:
                 while writing[0]:
-                    loaded = list(store.load(session_id))
+                    loaded = list(self._load(store, session_id))
                     pairs = zip(loaded[::2], loaded[1::2])
                     if len(loaded) % 2 or any(q.content[:-2] != a.content[:-2] for q, a in pairs):
                         torn.append(len(loaded))
