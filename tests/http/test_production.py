@@ -74,17 +74,19 @@ def test_two_workers_one_picture(tmp_path):
         # Whichever worker answers the scrape, it counts the requests of both.
         assert [chat_count(url) for _ in range(6)] == [sent] * 6
 
-        # One client, fresh connections, both workers: the 5/minute allowance is shared.
+        # One client, fresh connections, both workers: the 5/minute allowance is shared. Four at a time, so
+        # both workers take some however busy the machine is (one at a time, one worker may win every accept).
         statuses, pids = [], set()
-        while (len(pids) < 2 or len(statuses) < 8) and len(statuses) < 60:
-            response, request_id = chat(url, "198.51.100.7")
-            statuses.append(response.status_code)
-            (line,) = requests_logged(log, request_id=request_id)
-            pids.add(line["pid"])
-            if response.status_code == 429:
-                assert int(response.headers["Retry-After"]) >= 1
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            while (len(pids) < 2 or len(statuses) < 8) and len(statuses) < 200:
+                for response, request_id in pool.map(lambda _: chat(url, "198.51.100.7"), range(4)):
+                    statuses.append(response.status_code)
+                    (line,) = requests_logged(log, request_id=request_id)
+                    pids.add(line["pid"])
+                    if response.status_code == 429:
+                        assert int(response.headers["Retry-After"]) >= 1
         assert len(pids) == 2
-        assert statuses[:5] == [200] * 5 and set(statuses[5:]) <= {429}
+        assert statuses.count(200) == 5 and set(statuses) <= {200, 429}
 
         too_big = requests.post(url + "/chat", data=b"x" * (70 * 1024), headers={"Content-Type": "application/json"}, timeout=10)
         assert too_big.status_code == 413 and too_big.headers["Content-Type"] == "application/problem+json"
