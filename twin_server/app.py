@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -163,7 +163,7 @@ def _install_request_hooks(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()  # a uuid4's randomness, 5x cheaper
         g.session_id = None
 
     @app.after_request
