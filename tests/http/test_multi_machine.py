@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -70,17 +71,28 @@ def redis_server() -> Iterator[Redis]:
 
 
 @contextlib.contextmanager
-def machines(count: int = 2, **settings: str) -> Iterator[list[str]]:
-    """``count`` twin servers (gunicorn, 2 workers each) on the DynamoDB store; their base URLs."""
+def machines(count: int = 2, log_dir: Path | None = None, **settings: str) -> Iterator[list[str]]:
+    """``count`` twin servers (gunicorn, 2 workers each) on the DynamoDB store; their base URLs.
+
+    With ``log_dir``, each server's output is kept there (``machine-<n>.log``) and printed when the
+    block fails, so a failure under load says what the servers saw.
+    """
     env = {"TWIN_STORAGE": "dynamodb", "TWIN_DYNAMODB_TABLE": TABLE, "TWIN_LLM": "echo",
            **{f"TWIN_{key}": value for key, value in settings.items()}}
-    servers = [gunicorn(env, app="tests.doubles.echo_app:app", threads=8) for _ in range(count)]
+    logs = [log_dir / f"machine-{n}.log" if log_dir else None for n in range(count)]
+    servers = [gunicorn(env, app="tests.doubles.echo_app:app", threads=8, log_path=log) for log in logs]
     with contextlib.ExitStack() as stack, concurrent.futures.ThreadPoolExecutor(count) as pool:
         starting = [pool.submit(server.__enter__) for server in servers]  # both boot at once
         for server, started in zip(servers, starting):
             if started.exception() is None:
                 stack.push(server.__exit__)
-        yield [started.result() for started in starting]
+        try:
+            yield [started.result() for started in starting]
+        except BaseException:
+            for log in filter(None, logs):
+                if log.exists():
+                    print(f"--- {log.name} ---\n{log.read_text(errors='replace')[-20000:]}")
+            raise
 
 
 @pytest.fixture
@@ -93,10 +105,10 @@ def chat(url: str, message: str, session_id: str) -> requests.Response:
     return requests.post(f"{url}/chat", json={"message": message, "session_id": session_id}, timeout=30)
 
 
-def test_concurrent_turns_at_two_machines_are_all_kept_in_pairs_and_deleted_everywhere(table):
+def test_concurrent_turns_at_two_machines_are_all_kept_in_pairs_and_deleted_everywhere(table, tmp_path):
     session_id, turns = "shared-by-two-machines", 60
     # 60 chats at once on 2 x 2 x 8 threads: admission (TWIN_MAX_CHATS) would refuse some; this test is about the store.
-    with machines(RATE_LIMIT="off", MAX_CHATS="off") as urls:
+    with machines(log_dir=tmp_path, RATE_LIMIT="off", MAX_CHATS="off") as urls:
         with concurrent.futures.ThreadPoolExecutor(max_workers=turns) as pool:
             results = list(pool.map(lambda n: chat(urls[n % 2], f"visitor {n}", session_id), range(turns)))
         assert [r.status_code for r in results] == [200] * turns
@@ -109,7 +121,7 @@ def test_concurrent_turns_at_two_machines_are_all_kept_in_pairs_and_deleted_ever
         assert sorted(m["content"] for m in messages[::2]) == sorted(f"visitor {n}" for n in range(turns))
         assert [m["content"] for m in messages[1::2]] == [f"reply to: {m['content']}" for m in messages[::2]]
         # a visitor going on at the other machine: its turn comes after everything it was shown
-        chat(urls[1], "and one more", session_id)
+        assert chat(urls[1], "and one more", session_id).status_code == 200
         assert requests.get(f"{urls[0]}/conversation/{session_id}", timeout=30).json()["messages"][-2]["content"] == \
             "and one more"
         assert requests.delete(f"{urls[0]}/conversation/{session_id}", timeout=30).status_code == 204
