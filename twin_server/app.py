@@ -163,7 +163,8 @@ def _install_request_hooks(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()  # a uuid4's randomness, 5x cheaper
+        # 16 random bytes, a uuid4's randomness: the uuid object cost five times as much.
+        g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         g.session_id = None
 
     @app.after_request

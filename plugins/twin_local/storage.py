@@ -3,7 +3,7 @@
 Layout under the data directory::
 
     <root>/<session_id>.jsonl    one Message.to_dict() per line, oldest first
-    <root>/<session_id>.summary.ndjson  its rolling summaries, the newest last, when it has one (``twin_local.summaries``)
+    <root>/<session_id>.summary.ndjson  its rolling summaries, newest last (``twin_local.summaries``)
     <root>/.locks/<n>.lock       flock stripes, n = crc32(session_id) % 64
     <root>/owner-events/         the owner's leads and unanswered questions (``event_store()``)
 

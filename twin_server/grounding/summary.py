@@ -2,12 +2,13 @@
 
 After a turn whose prompt could not hold the whole conversation, an
 after-turn callback queues a job for the session on a background thread, so
-the reply never waits for it (an extractive summary, which calls no model, is
-made in the turn instead: it costs less than the hand-off). The job reads the stored summary and the
-messages older than that turn's prompt, and once ``TWIN_SUMMARY_EVERY`` new
-ones have fallen out it asks the summariser for an updated summary and stores
-it with the session (``save_summary``). The next turns put it in the prompt,
-inside the budget. A job that fails is logged and the previous summary stays.
+the reply never waits for it (an extractive summary, which calls no model,
+is made in the turn instead: it costs less than the hand-off). The job reads
+the stored summary and the messages older than that turn's prompt, and once
+``TWIN_SUMMARY_EVERY`` new ones have fallen out it asks the summariser for an
+updated summary and stores it with the session (``save_summary``). The next
+turns put it in the prompt, inside the budget. A job that fails is logged and
+the previous summary stays.
 
 Cost: one summariser call per ``TWIN_SUMMARY_EVERY / 2`` turns once a
 conversation outgrows its window (the default 6: one LLM call every 3
@@ -52,7 +53,8 @@ _SENTENCE = re.compile(r"(.+?[.!?])(\s|$)")
 
 
 def _first_sentence(text: str, limit: int = 160) -> str:
-    text = " ".join(text[: limit * 8].split())  # as re.sub(r"\s+", " ").strip(), in C; the sentence lies in the first lines
+    # As re.sub(r"\s+", " ").strip(), in C; the sentence that is kept lies within the first lines.
+    text = " ".join(text[: limit * 8].split())
     match = _SENTENCE.match(text)
     sentence = match.group(1) if match else text
     return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"

@@ -38,7 +38,8 @@ class TokenCounter:
         self._backend = backend_count
         self.exact = backend_count is not None
         if backend_count is None:
-            self.count = estimate_tokens  # type: ignore[method-assign]  # one call a text, not two: a turn counts dozens
+            # One call a text, not two: a turn counts dozens.
+            self.count = estimate_tokens  # type: ignore[method-assign]
 
     @classmethod
     def for_backend(cls, llm: object) -> "TokenCounter":
