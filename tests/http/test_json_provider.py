@@ -33,6 +33,7 @@ def test_what_orjson_cannot_read_is_read_as_json_allows(app):
     with app.app_context():
         assert app.json.loads('{"n": 123456789012345678901234567890}') == {"n": 123456789012345678901234567890}
         assert app.json.loads(b'["\\ud800"]') == ["\ud800"]
+        assert app.json.loads(bytearray(b'{"n": 12345678901234567890123}')) == {"n": 12345678901234567890123}
         assert app.json.loads(b'[1.5, 9223372036854775807, "x"]') == [1.5, 9223372036854775807, "x"]
         with pytest.raises(ValueError):
             app.json.loads(b'{"n": ')

@@ -125,21 +125,18 @@ class SummaryWorker:
                 self._reset()
             if key in self._keys:
                 return False
-            if here:
-                self._keys.add(key)
+            if not here:
+                try:
+                    self._queue.put_nowait((key, job))
+                except queue.Full:
+                    log.warning("the summary queue is full; the summary of session %s waits for a later turn", key)
+                    return False
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="twin-summaries", daemon=True)
+                    self._thread.start()
+            self._keys.add(key)
         if here:
             self._one(key, job)
-            return True
-        with self._lock:
-            try:
-                self._queue.put_nowait((key, job))
-            except queue.Full:
-                log.warning("the summary queue is full; the summary of session %s waits for a later turn", key)
-                return False
-            self._keys.add(key)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="twin-summaries", daemon=True)
-                self._thread.start()
         return True
 
     def _run(self) -> None:

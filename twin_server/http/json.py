@@ -22,11 +22,13 @@ _DUMP = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_
     | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 #: Nineteen digits in a row may be an integer beyond 64 bits (or a long fraction): the standard library reads those.
-_LONG_NUMBER = {bytes: re.compile(rb"[0-9]{19}").search, str: re.compile(r"[0-9]{19}").search}
+_LONG_NUMBER_TEXT, _LONG_NUMBER_BYTES = re.compile(r"[0-9]{19}"), re.compile(rb"[0-9]{19}")
 
 
 class OrjsonProvider(DefaultJSONProvider):
     """``DefaultJSONProvider``'s behaviour, orjson's speed."""
+
+    ensure_ascii = False  # UTF-8 as orjson writes it, from the standard library's fallback too, not \u escapes
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         if kwargs.keys() - {"separators"} or not self.sort_keys or self.ensure_ascii:
@@ -37,7 +39,8 @@ class OrjsonProvider(DefaultJSONProvider):
             return super().dumps(obj, **kwargs)  # the standard library's answer, or its error
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        if kwargs or _LONG_NUMBER[str if isinstance(s, str) else bytes](bytes(s) if isinstance(s, bytearray) else s):
+        long_number = _LONG_NUMBER_TEXT if isinstance(s, str) else _LONG_NUMBER_BYTES  # bytes, bytearray
+        if kwargs or long_number.search(s):
             return super().loads(s, **kwargs)
         try:
             return orjson.loads(s)
@@ -46,6 +49,4 @@ class OrjsonProvider(DefaultJSONProvider):
 
 
 def install(app: Flask) -> None:
-    provider = OrjsonProvider(app)
-    provider.ensure_ascii = False  # the stdlib fallback writes UTF-8 like orjson, not \\u escapes
-    app.json = provider
+    app.json = OrjsonProvider(app)

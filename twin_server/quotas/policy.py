@@ -237,8 +237,8 @@ class SessionAllowance:
     Counts everything the visitor makes the LLM read (``visitor_chars``), not
     only the last message. Reads first and counts only a turn that passes every
     check, so a refused message costs the visitor nothing (with the message cap
-    alone, one count: a refused turn's lands above the cap, which refuses it anyway). Concurrent turns of
-    one session may overshoot a cap by the turns in flight; the budget is one
+    alone, one count: a refused turn's lands above the cap, which refuses it
+    anyway). Concurrent turns of one session may overshoot a cap by the turns in flight; the budget is one
     atomic increment. A turn that is not stored (a stateless ``/v1`` call, a
     session of its own) is checked alone against the caps and leaves no session
     counters behind: nobody could ever read them again.
