@@ -1,5 +1,6 @@
 """The document event store, on files and on S3 (moto's server): dedup, merging, erasure, deliveries, races."""
 
+import random
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -10,6 +11,8 @@ from tests.doubles.moto_server import aws, moto_server  # noqa: F401  (fixtures)
 from twin_aws.dynamodb import DynamoDBConversationStore
 from twin_aws.events import S3Documents
 from twin_server import DocumentEventStore, FileDocuments
+from twin_server.backends.events import CONFLICT_BACKOFF, MAX_CONFLICTS
+from twin_server.errors import BackendUnavailable
 from twin_server.events import Lead, Question
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
@@ -130,3 +133,48 @@ def test_file_documents_are_private_and_created_only_when_written(tmp_path):
     documents.write("leads/session-one/x.json", b"{}", version=None)
     assert (root.stat().st_mode & 0o777) == 0o700
     assert ((root / "leads/session-one/x.json").stat().st_mode & 0o777) == 0o600
+
+
+class _Conflicting:
+    """Documents whose first ``losses`` conditional updates lose to an imaginary other writer."""
+
+    def __init__(self, inner, losses):
+        self.inner, self.losses, self.updates = inner, losses, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def write(self, key, body, *, version):
+        if version is not None:
+            self.updates += 1
+            if self.updates <= self.losses:
+                return False
+        return self.inner.write(key, body, version=version)
+
+
+class _Highest(random.Random):
+    def uniform(self, a, b):
+        return b
+
+
+def test_a_lost_update_is_retried_after_a_pause_that_doubles(tmp_path):
+    documents = _Conflicting(FileDocuments(tmp_path / "events"), losses=4)
+    pauses = []
+    store = DocumentEventStore(documents, sleep=pauses.append, rng=_Highest())
+    store.record_question(Question.create("session-one", "Why?", at=T0))
+    assert pauses == []  # a first write has nothing to lose to
+    assert store.record_question(Question.create("session-two", "Why?", at=T0)) is False
+    assert pauses == pytest.approx([0.002, 0.004, 0.008, 0.016])
+    [entry] = store.questions()
+    assert entry.count == 2
+
+
+def test_an_update_that_always_loses_gives_up_with_a_backend_error(tmp_path):
+    documents = _Conflicting(FileDocuments(tmp_path / "events"), losses=10**6)
+    pauses = []
+    store = DocumentEventStore(documents, sleep=pauses.append)
+    store.record_question(Question.create("session-one", "Why?", at=T0))
+    with pytest.raises(BackendUnavailable):
+        store.record_question(Question.create("session-two", "Why?", at=T0))
+    assert documents.updates == MAX_CONFLICTS and len(pauses) == MAX_CONFLICTS - 1
+    assert all(0 <= pause <= CONFLICT_BACKOFF.maximum for pause in pauses)

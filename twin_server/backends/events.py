@@ -13,8 +13,10 @@ ListObjectsV2. The layout, under whatever root the documents have::
     asked/<session_id>.<question id>         an empty marker: this session asked it (so deleting the session finds it)
 
 Every write that changes a document is conditional on the version read, and
-retried on a conflict (``MAX_CONFLICTS`` times), so processes and machines
-sharing the documents never lose each other's asks or deliveries.
+retried on a conflict (``MAX_CONFLICTS`` times, after a jittered pause that
+doubles each time, so writers racing for one document spread out instead of
+colliding again in step), so processes and machines sharing the documents
+never lose each other's asks or deliveries.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -36,6 +40,7 @@ from typing import Any, Protocol
 from twin_server.backends.retrying import _Wrapped
 from twin_server.errors import BackendUnavailable
 from twin_server.events import Lead, Question
+from twin_server.retry import ExponentialBackoff, FullJitter
 from twin_server.sessions import is_session_id
 
 __all__ = ["DocumentEventStore", "Documents", "FileDocuments", "RetryingEvents"]
@@ -43,6 +48,7 @@ __all__ = ["DocumentEventStore", "Documents", "FileDocuments", "RetryingEvents"]
 log = logging.getLogger("twin_server.events")
 
 MAX_CONFLICTS = 20
+CONFLICT_BACKOFF = ExponentialBackoff(initial=0.002, base=2.0, maximum=0.1)
 _KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*")
 _LEAD_ID = re.compile(r"([A-Za-z0-9_-]{8,128})\.([0-9a-f]{20})")
 _QUESTION_ID = re.compile(r"[0-9a-f]{20}")
@@ -69,9 +75,19 @@ def _dumps(record: dict[str, Any]) -> bytes:
 class DocumentEventStore:
     """An ``EventStore`` over ``Documents``."""
 
-    def __init__(self, documents: Documents, *, where: str = "") -> None:
+    def __init__(self, documents: Documents, *, where: str = "",
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
         self.documents = documents
         self.where = where or repr(documents)
+        self._sleep = sleep
+        self._jitter = FullJitter(rng or random.Random())
+
+    def _attempts(self) -> Iterator[int]:
+        """MAX_CONFLICTS tries at a conditional write, pausing before each one after the first."""
+        for conflicts in range(MAX_CONFLICTS):
+            if conflicts:
+                self._sleep(self._jitter(CONFLICT_BACKOFF.bound(conflicts)))
+            yield conflicts
 
     def __repr__(self) -> str:
         return f"DocumentEventStore({self.where})"
@@ -85,7 +101,7 @@ class DocumentEventStore:
         # The marker first: a crash between the two leaves a marker pointing at nothing, which is harmless.
         self.documents.write(f"asked/{question.session_id}.{question.id}", b"{}", version=None)
         key = f"questions/{question.id}.json"
-        for _ in range(MAX_CONFLICTS):
+        for _ in self._attempts():
             found = self.documents.read(key)
             if found is None:
                 if self.documents.write(key, _dumps(question.to_dict()), version=None):
@@ -130,7 +146,7 @@ class DocumentEventStore:
 
     def _update(self, key: str, load: Callable[[bytes, str], Any], change: Callable[[Any], Any]) -> bool:
         """Apply ``change`` to the document (None from it: erase the document); True when something changed."""
-        for _ in range(MAX_CONFLICTS):
+        for _ in self._attempts():
             found = self.documents.read(key)
             if found is None:
                 return False
