@@ -107,6 +107,7 @@ class DynamoDBConversationStore(DynamoDBSummaries, DynamoDBEvents):
             raise ValueError("limit must not be negative")
         if limit == 0:
             return []
+        self._local.seen = None  # a load that fails must not leave an older load's tail for the append
         with self._translated(f"DynamoDB Query of session {session_id}"):
             if limit is None:
                 items = list(self._query(session_id, forward=True))

@@ -208,6 +208,21 @@ def test_a_turn_sorts_after_what_its_writer_read_whatever_the_clocks_say(table):
     assert behind.load("skewed-001") == turn(0) + turn(1) + turn(2)
 
 
+def test_a_failed_load_leaves_no_stale_tail_for_the_append(table):
+    now = [2_000_000_000.0]
+    ahead = make_store(clock=lambda: now[0])
+    behind = make_store(clock=lambda: 1_000_000_000.0)
+    ahead.append("stale-0001", turn(0))
+    behind.load("stale-0001", 20)  # sees turn 0
+    now[0] += 60
+    ahead.append("stale-0001", turn(1))  # meanwhile, a minute later on a machine whose clock is ahead
+    fail_first(behind.client, "Query", 1, 500, "InternalServerError")
+    with pytest.raises(BackendUnavailable):
+        behind.load("stale-0001", 20)  # the turn answers without history ...
+    behind.append("stale-0001", turn(2))  # ... and its append must not trust the tail of the load before
+    assert behind.load("stale-0001") == turn(0) + turn(1) + turn(2)
+
+
 def test_a_taken_name_means_re_reading_the_tail_and_trying_again(table):
     sleeps = []
     store, other = make_store(sleep=sleeps.append), make_store()
