@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,9 +40,9 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from benchmarks.load import cpu_by_process, cpu_seconds, server
+from benchmarks.load import cpu_by_process, cpu_seconds, launched, server
 from benchmarks.wrk import run_wrk
-from tests.doubles.servers import ROOT, free_port, wait_until_up
+from tests.doubles.servers import ROOT, free_port
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -94,21 +93,12 @@ def instant_openai() -> Iterator[tuple[str, int]]:
         process.wait(timeout=10)
 
 
-@contextlib.contextmanager
-def uvicorn(app: str, env: Mapping[str, str], log: Path) -> Iterator[tuple[str, int, int]]:
+def uvicorn(app: str, env: Mapping[str, str], log: Path) -> contextlib.AbstractContextManager[tuple[str, int, int]]:
     """``uvicorn APP --workers 2`` on a free loopback port; yields (host, port, pid)."""
     port = free_port()
     full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}, **env}
-    with open(log, "ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-            cwd=ROOT, env=full_env, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            wait_until_up(f"http://127.0.0.1:{port}/health", process, output=log)
-            yield "127.0.0.1", port, process.pid
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    return launched(command, port, full_env, log)
 
 
 def measure(host: str, port: int, pid: int, mix: str, seconds: float, connections: int = CONNECTIONS,

@@ -24,9 +24,17 @@ def server(app: str, env: Mapping[str, str], data_dir: Path, log: Path, root: Pa
     full_env.update({"TWIN_BIND": f"127.0.0.1:{port}", "TWIN_DATA_DIR": str(data_dir), **env})
     if root != ROOT:
         full_env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "plugins"), str(ROOT)])
+    with launched([sys.executable, "-m", "gunicorn", app], port, full_env, log, root) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def launched(command: list[str], port: int, env: Mapping[str, str], log: Path,
+             cwd: Path = ROOT) -> Iterator[tuple[str, int, int]]:
+    """``command`` run until its ``/health`` on ``port`` answers, its output appended to ``log``; stopped with
+    SIGTERM on exit. Yields (host, port, pid)."""
     with open(log, "ab") as output:
-        process = subprocess.Popen([sys.executable, "-m", "gunicorn", app], cwd=root, env=full_env,
-                                   stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
         try:
             wait_until_up(f"http://127.0.0.1:{port}/health", process, output=log)
             yield "127.0.0.1", port, process.pid
