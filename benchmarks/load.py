@@ -49,7 +49,10 @@ def _descendants(pid: int) -> list[int]:
         each = todo.pop()
         found.append(each)
         for task in Path(f"/proc/{each}/task").iterdir():
-            todo.extend(map(int, (task / "children").read_text().split()))
+            try:
+                todo.extend(map(int, (task / "children").read_text().split()))
+            except FileNotFoundError:
+                continue  # a thread that ended while we listed them had no children to count
     return found
 
 

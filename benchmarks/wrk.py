@@ -25,7 +25,6 @@ local prepared, n = {}, 0
 local headers = {["Content-Type"] = "application/json"}
 
 function init(args)
-  local tid = math.random(1, 1000000)
   if mix == "new" then
     prepared[1] = wrk.format("POST", "%(path)s", headers, '{"message": "What do you do?"}')
   else
@@ -74,14 +73,15 @@ def run_wrk(url: str, *, mix: str, seconds: float, connections: int, threads: in
     try:
         command = [wrk_binary(), "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
                    "--timeout", f"{timeout_s}s", "-s", lua, url]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        output = process.stdout.read()
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+            output = process.stdout.read()
+            # wait4, not wait: it also gives the child's CPU time.
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = exit_code = os.waitstatus_to_exitcode(status)
     finally:
         Path(lua).unlink()
-    if process.returncode != 0:
-        raise RuntimeError(f"wrk failed ({process.returncode}): {output}")
+    if exit_code != 0:
+        raise RuntimeError(f"wrk failed ({exit_code}): {output}")
     line = next((l for l in output.splitlines() if l.startswith("WRK-JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no summary: {output}")
