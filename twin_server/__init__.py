@@ -54,7 +54,7 @@ from twin_server.persona_layout import (
     select_persona_files,
 )
 from twin_server.replies import Reply, Tool, ToolCall, ToolResult, ToolRound
-from twin_server.retry import RetryConfig
+from twin_server.retry import ConflictPauses, RetryConfig
 from twin_server.sessions import SESSION_ID_PATTERN, check_session_id, is_session_id, new_session_id
 from twin_server.telemetry.usage import report_usage
 from twin_server.types import Message, Persona, Prompt, Source, Summary, utcnow
@@ -67,6 +67,7 @@ __all__ = [
     "BackendContext",
     "Settings",
     "RetryConfig",
+    "ConflictPauses",
     "report_usage",
     # protocols
     "ConversationStore",

@@ -1,7 +1,7 @@
 """The one retry layer: exponential backoff with full jitter, deadlines, Retry-After, budgets.
 
 Small strategy objects (``ExponentialBackoff``, ``FullJitter``, ``RetryBudget``)
-composed by ``Retrier``, which runs an attempt function for sync or async
+composed by ``Retrier`` (and by ``ConflictPauses``, for a conditional write that lost a race), which runs an attempt function for sync or async
 code. Clock, sleep and random source are injected so tests assert exact
 schedules and never sleep. Only ``TransientError`` is retried; whatever
 reaches the caller is the original exception (or a ``BackendTimeout`` raised
@@ -19,7 +19,7 @@ import math
 import random as _random
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from twin_server.errors import BackendTimeout, RateLimited, TransientError
@@ -85,6 +85,30 @@ class FullJitter:
 
 def no_jitter(bound: float) -> float:
     return bound
+
+
+class ConflictPauses:
+    """The pauses of a conditional write that lost a race to another writer, for a backend to use.
+
+    Each pause is drawn with full jitter under a bound that doubles from
+    ``initial`` up to ``maximum``, so writers racing for one item spread out
+    instead of colliding again in step. Not ``Retrier``: a lost race is no
+    failure of the backend, and it deserves more and shorter tries than the
+    backend's retry policy gives.
+    """
+
+    def __init__(self, initial: float, maximum: float, *, sleep: Callable[[float], None] = time.sleep,
+                 random: _random.Random | None = None) -> None:
+        self.backoff = ExponentialBackoff(initial, 2.0, maximum)
+        self.jitter = FullJitter(random or _random.Random())
+        self.sleep = sleep
+
+    def tries(self, limit: int) -> Iterator[int]:
+        """``range(limit)``, pausing before every try after the first."""
+        for lost in range(limit):
+            if lost:
+                self.sleep(self.jitter(self.backoff.bound(lost)))
+            yield lost
 
 
 class RetryBudget:

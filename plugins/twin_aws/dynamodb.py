@@ -36,7 +36,7 @@ from twin_aws.dynamodb_items import MESSAGE_PREFIX, TTL_ATTRIBUTE, table_definit
 from twin_aws.dynamodb_events import DynamoDBEvents
 from twin_aws.dynamodb_summaries import DynamoDBSummaries
 from twin_aws.keys import TurnNamer, check_session_id
-from twin_server import Message, Settings
+from twin_server import ConflictPauses, Message, Settings
 from twin_server.errors import BackendError, BackendUnavailable, ConfigurationError, RateLimited, TwinError
 
 __all__ = ["DynamoDBConversationStore"]
@@ -75,8 +75,9 @@ class DynamoDBConversationStore(DynamoDBSummaries, DynamoDBEvents):
     ) -> None:
         self.client, self.table, self.ttl = client, table, ttl
         self.page_size, self.max_conflicts = page_size, max_conflicts  # page_size: None is DynamoDB's 1 MB pages
-        self._clock, self._sleep, self._random = clock, sleep, random or _random.Random()
+        self._clock, self._random = clock, random or _random.Random()
         self._namer = TurnNamer(clock, self._random)
+        self._pauses = ConflictPauses(CONFLICT_BASE_DELAY, CONFLICT_MAX_DELAY, sleep=sleep, random=self._random)
         # Per thread: the newest stamp the last load saw, and the append being written (for the
         # core's retry of a timed-out one to send the very same request). A turn's load and append
         # run on one thread; without them, an append costs one Query more, never correctness.
@@ -132,16 +133,15 @@ class DynamoDBConversationStore(DynamoDBSummaries, DynamoDBEvents):
         else:
             name = self._namer.name(self._seen(session_id))
             items = self._items(session_id, name, messages)
-        for conflict in range(self.max_conflicts):
+        for lost in self._pauses.tries(self.max_conflicts):
+            if lost:  # the name was taken meanwhile: a new one past the session's tail
+                name = self._namer.name(self._tail_stamp(session_id))
+                items = self._items(session_id, name, messages)
             self._local.attempt = (session_id, digest, name, items)
             try:
                 self._write(items, digest + name)
             except _Conflict:
-                delay = self._random.uniform(0, min(CONFLICT_MAX_DELAY, CONFLICT_BASE_DELAY * 2**conflict))
-                log.debug("append name taken in session %s; renaming in %.3fs", session_id, delay)
-                self._sleep(delay)
-                name = self._namer.name(self._tail_stamp(session_id))
-                items = self._items(session_id, name, messages)
+                log.debug("append name taken in session %s; renaming it", session_id)
                 continue
             self._local.attempt = None
             return

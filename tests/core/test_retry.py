@@ -28,6 +28,7 @@ from twin_server.errors import (
     ValidationError,
 )
 from twin_server.retry import (
+    ConflictPauses,
     ExponentialBackoff,
     FullJitter,
     Retrier,
@@ -958,3 +959,23 @@ def test_observer_on_async_attempts():
 
     assert asyncio.run(retrier.run_async(attempt)) == 5
     assert seen == [(1, 0.5, err), (2, 0.5, None)]
+
+
+def test_conflict_pauses_come_before_every_try_but_the_first_and_double_up_to_the_cap():
+    class Highest(random.Random):
+        def uniform(self, a, b):
+            return b
+
+    slept = []
+    pauses = ConflictPauses(0.01, 0.05, sleep=slept.append, random=Highest())
+    tries = []
+    for n in pauses.tries(5):
+        tries.append(n)
+        assert len(slept) == n  # the pause is over before the try it precedes
+    assert tries == [0, 1, 2, 3, 4]
+    assert slept == pytest.approx([0.01, 0.02, 0.04, 0.05])
+    jittered = ConflictPauses(0.01, 0.05, sleep=slept.append, random=random.Random(7))
+    slept.clear()
+    list(jittered.tries(4))
+    assert all(0 <= pause <= bound for pause, bound in zip(slept, (0.01, 0.02, 0.04)))
+    assert len(set(slept)) == 3  # drawn, not the bound each time

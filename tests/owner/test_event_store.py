@@ -11,7 +11,7 @@ from tests.doubles.moto_server import aws, moto_server  # noqa: F401  (fixtures)
 from twin_aws.dynamodb import DynamoDBConversationStore
 from twin_aws.events import S3Documents
 from twin_server import DocumentEventStore, FileDocuments
-from twin_server.backends.events import CONFLICT_BACKOFF, MAX_CONFLICTS
+from twin_server.backends.events import LONGEST_PAUSE, MAX_CONFLICTS
 from twin_server.errors import BackendUnavailable
 from twin_server.events import Lead, Question
 
@@ -177,4 +177,4 @@ def test_an_update_that_always_loses_gives_up_with_a_backend_error(tmp_path):
     with pytest.raises(BackendUnavailable):
         store.record_question(Question.create("session-two", "Why?", at=T0))
     assert documents.updates == MAX_CONFLICTS and len(pauses) == MAX_CONFLICTS - 1
-    assert all(0 <= pause <= CONFLICT_BACKOFF.maximum for pause in pauses)
+    assert all(0 <= pause <= LONGEST_PAUSE for pause in pauses)

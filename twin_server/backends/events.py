@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from twin_server.backends.retrying import _Wrapped
 from twin_server.errors import BackendUnavailable
 from twin_server.events import Lead, Question
-from twin_server.retry import ExponentialBackoff, FullJitter
+from twin_server.retry import ConflictPauses
 from twin_server.sessions import is_session_id
 
 __all__ = ["DocumentEventStore", "Documents", "FileDocuments", "RetryingEvents"]
@@ -48,7 +48,7 @@ __all__ = ["DocumentEventStore", "Documents", "FileDocuments", "RetryingEvents"]
 log = logging.getLogger("twin_server.events")
 
 MAX_CONFLICTS = 20
-CONFLICT_BACKOFF = ExponentialBackoff(initial=0.002, base=2.0, maximum=0.1)
+FIRST_PAUSE, LONGEST_PAUSE = 0.002, 0.1  # seconds: the bounds of the pauses after a lost conditional write
 _KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*")
 _LEAD_ID = re.compile(r"([A-Za-z0-9_-]{8,128})\.([0-9a-f]{20})")
 _QUESTION_ID = re.compile(r"[0-9a-f]{20}")
@@ -79,15 +79,7 @@ class DocumentEventStore:
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
         self.documents = documents
         self.where = where or repr(documents)
-        self._sleep = sleep
-        self._jitter = FullJitter(rng or random.Random())
-
-    def _attempts(self) -> Iterator[int]:
-        """MAX_CONFLICTS tries at a conditional write, pausing before each one after the first."""
-        for conflicts in range(MAX_CONFLICTS):
-            if conflicts:
-                self._sleep(self._jitter(CONFLICT_BACKOFF.bound(conflicts)))
-            yield conflicts
+        self._pauses = ConflictPauses(FIRST_PAUSE, LONGEST_PAUSE, sleep=sleep, random=rng)
 
     def __repr__(self) -> str:
         return f"DocumentEventStore({self.where})"
@@ -101,7 +93,7 @@ class DocumentEventStore:
         # The marker first: a crash between the two leaves a marker pointing at nothing, which is harmless.
         self.documents.write(f"asked/{question.session_id}.{question.id}", b"{}", version=None)
         key = f"questions/{question.id}.json"
-        for _ in self._attempts():
+        for _ in self._pauses.tries(MAX_CONFLICTS):
             found = self.documents.read(key)
             if found is None:
                 if self.documents.write(key, _dumps(question.to_dict()), version=None):
@@ -146,7 +138,7 @@ class DocumentEventStore:
 
     def _update(self, key: str, load: Callable[[bytes, str], Any], change: Callable[[Any], Any]) -> bool:
         """Apply ``change`` to the document (None from it: erase the document); True when something changed."""
-        for _ in self._attempts():
+        for _ in self._pauses.tries(MAX_CONFLICTS):
             found = self.documents.read(key)
             if found is None:
                 return False
