@@ -33,16 +33,16 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
+from benchmarks import instant_openai
 from benchmarks.load import cpu_by_process, cpu_seconds, launched, server
 from benchmarks.wrk import run_wrk
-from tests.doubles.servers import ROOT, free_port
+from tests.doubles.servers import free_port
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -76,21 +76,6 @@ ROWS = (
     ("compare: openai new", "compare-openai", "new"),
     ("fastapi new", "fastapi", "new"),
 )
-
-
-@contextlib.contextmanager
-def instant_openai() -> Iterator[tuple[str, int]]:
-    """benchmarks/instant_openai.py in a child process; yields (base URL, pid)."""
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.instant_openai"], cwd=ROOT,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        base_url = process.stdout.readline().strip()
-        if not base_url.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"the instant OpenAI server did not start (said {base_url!r})")
-        yield base_url, process.pid
-    finally:
-        process.stdin.close()
-        process.wait(timeout=10)
 
 
 def uvicorn(app: str, env: Mapping[str, str], log: Path) -> contextlib.AbstractContextManager[tuple[str, int, int]]:
@@ -139,7 +124,7 @@ def throughput(work: Path, log: Path, names: list[str] = SERVERS) -> dict[str, d
     runs: dict[str, list[dict[str, float]]] = {row: [] for row, _, _ in rows}
     redone = [0]
     with contextlib.ExitStack() as stack:
-        base_url, upstream = stack.enter_context(instant_openai())
+        base_url, upstream = stack.enter_context(instant_openai.running())
         openai_env = {"TWIN_LLM": "openai", "TWIN_OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": KEY}
         starts = {
             "bare": lambda: server("benchmarks.bare_app:app", {**SHAPE}, work / "bare", log),

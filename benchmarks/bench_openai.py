@@ -17,45 +17,24 @@ Not a test: it prints its figures and asserts nothing.
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import openai
 import requests
 
+from benchmarks import instant_openai
 import twin_openai
 from twin_openai.backend import OpenAIBackend
 from twin_server import BackendContext
 from twin_server.types import Message, Persona, Prompt
 
-ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-bench-0000"
 SIZES = (1, 21, 101)
 ROUNDS = 3
 CALLS = 1000
 TYPED_CALLS = 60
 WARMUP = 20
-
-
-@contextlib.contextmanager
-def fake_server() -> Iterator[str]:
-    """The instant server in a child process; yields its base URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.instant_openai"],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        base_url = process.stdout.readline().strip()
-        if not base_url.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"the fake server did not start (said {base_url!r})")
-        yield base_url
-    finally:
-        process.stdin.close()
-        process.wait(timeout=10)
 
 
 def make_prompt(count: int) -> Prompt:
@@ -82,7 +61,7 @@ def per_call(fn: Callable[[], object], calls: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    with fake_server() as base_url:
+    with instant_openai.running() as (base_url, _):
         factories = {}
         twin_openai.register_llm_backends(register=factories.__setitem__)
         backend = factories["openai"](

@@ -1,19 +1,25 @@
 """An OpenAI-compatible server that answers every chat completion at once, at a few µs of CPU.
 
-tests/fake_openai.py (a threaded werkzeug server) costs more CPU per request
+tests/doubles/fake_openai.py (a threaded werkzeug server) costs more CPU per request
 than the client it serves, which would cap a benchmark at the fake's speed. This
 one is an asyncio protocol with one canned completion and HTTP/1.1 keep-alive;
 it reads the body only to find where the next request starts.
 
     python -m benchmarks.instant_openai     # prints its base URL; serves until stdin closes
+
+A benchmark starts it with ``running()``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 COMPLETION = json.dumps({
     "id": "chatcmpl-instant", "object": "chat.completion", "created": 1700000000, "model": "instant",
@@ -46,6 +52,22 @@ class Instant(asyncio.Protocol):
                 return
             self.buffer = self.buffer[end:]
             self.transport.write(RESPONSE)
+
+
+@contextlib.contextmanager
+def running() -> Iterator[tuple[str, int]]:
+    """This server in a child process, until the block ends; yields (base URL, pid)."""
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.instant_openai"],
+                               cwd=Path(__file__).resolve().parent.parent,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        base_url = process.stdout.readline().strip()
+        if not base_url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"the instant OpenAI server did not start (said {base_url!r})")
+        yield base_url, process.pid
+    finally:
+        process.stdin.close()
+        process.wait(timeout=10)
 
 
 def main() -> None:

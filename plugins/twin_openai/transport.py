@@ -11,6 +11,7 @@ through here.
   another one rather than sharing it.
 - A connection idle for more than ``KEEPALIVE_SECONDS``, or one the server has
   closed (its socket is readable while idle), is dropped before it is reused.
+  A thread that ends takes its idle connection with it (its socket is closed).
   Nothing is ever sent twice here: the core retries.
 - Errors are httpx's own, as the SDK expects them: ``ConnectTimeout``,
   ``ConnectError``, ``WriteTimeout``/``WriteError``, ``ReadTimeout``/``ReadError``,
@@ -31,6 +32,7 @@ import ssl
 import threading
 import time
 import urllib.request
+import weakref
 from collections.abc import Callable, Iterator
 
 import httpx2 as httpx
@@ -44,7 +46,6 @@ KEEPALIVE_SECONDS = 5.0
 #: What may be left of a body the SDK stopped reading, read on close to keep its connection.
 DRAIN_SECONDS = 0.005
 DRAIN_BYTES = 65536
-_TIMEOUTS = (socket.timeout, TimeoutError)
 
 
 def for_base_url(base_url: str) -> "StdlibTransport | None":
@@ -73,7 +74,8 @@ class StdlibTransport(httpx.BaseTransport):
         self.ssl_context = (ssl_context or httpx.create_ssl_context()) if url.scheme == "https" else None
         self.clock = clock
         self._local = threading.local()
-        self._open: set[_Connection] = set()
+        # Weak: a connection idle in the slot of a thread that has ended is closed (its finalizer) and gone.
+        self._open: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._open_lock = threading.Lock()
         self._other: httpx.HTTPTransport | None = None
 
@@ -91,13 +93,13 @@ class StdlibTransport(httpx.BaseTransport):
         return httpx.Response(
             head.status,
             headers=head.headers,
-            stream=_Body(self, connection, head),
+            stream=_Body(connection, head),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
         )
 
     def close(self) -> None:
         with self._open_lock:
-            connections, self._open = self._open, set()
+            connections, self._open = list(self._open), weakref.WeakSet()
         for connection in connections:
             connection.close()
         if self._other is not None:
@@ -150,21 +152,23 @@ class _Connection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if transport.ssl_context is not None:
                 sock = transport.ssl_context.wrap_socket(sock, server_hostname=host)
-        except _TIMEOUTS as exc:
+        except TimeoutError as exc:
             raise httpx.ConnectTimeout(str(exc) or "timed out connecting") from exc
         except OSError as exc:  # refused, unreachable, DNS, a certificate that does not verify
             raise httpx.ConnectError(str(exc)) from exc
         self.sock = sock
         self.reader = sock.makefile("rb")
+        self._shut = weakref.finalize(self, _shut, self.reader, sock, host)
 
     def reusable(self, now: float) -> bool:
         if now - self.idle_since > KEEPALIVE_SECONDS:
             return False
         try:  # readable while idle: the server closed it (or sent what it should not have)
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            poller = select.poll()  # not select(): a worker's descriptors pass 1024
+            poller.register(self.sock, select.POLLIN)
+            return not poller.poll(0)
         except (OSError, ValueError):
             return False
-        return not readable
 
     def exchange(self, request: httpx.Request, write_timeout: float | None,
                  read_timeout: float | None) -> wire.Head:
@@ -177,7 +181,7 @@ class _Connection:
         try:
             self.sock.settimeout(write_timeout)
             self.sock.sendall(data)
-        except _TIMEOUTS as exc:
+        except TimeoutError as exc:
             raise httpx.WriteTimeout(str(exc) or "timed out writing") from exc
         except OSError as exc:
             raise httpx.WriteError(str(exc)) from exc
@@ -187,11 +191,16 @@ class _Connection:
 
     def close(self) -> None:
         self.transport._forget(self)
-        try:
-            self.reader.close()
-            self.sock.close()
-        except OSError:  # closing a socket the peer already reset; it is gone either way
-            log.debug("closing a connection to %s failed", self.transport.origin[1], exc_info=True)
+        self._shut()
+
+
+def _shut(reader: object, sock: socket.socket, host: str) -> None:
+    """Close a connection's socket: on ``close``, or when the connection is collected unclosed."""
+    try:
+        reader.close()
+        sock.close()
+    except OSError:  # closing a socket the peer already reset; it is gone either way
+        log.debug("closing a connection to %s failed", host, exc_info=True)
 
 
 class _reading:
@@ -203,7 +212,7 @@ class _reading:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if exc is None:
             return
-        if isinstance(exc, _TIMEOUTS):
+        if isinstance(exc, TimeoutError):
             raise httpx.ReadTimeout(str(exc) or "timed out reading") from exc
         if isinstance(exc, (wire.WireError, EOFError)):
             raise httpx.RemoteProtocolError(str(exc)) from exc
@@ -216,11 +225,11 @@ class _Body(httpx.SyncByteStream):
 
     The SDK stops reading a stream at ``data: [DONE]``, before the chunked
     body's last chunk: whatever of the body is left is read on close, if it
-    comes within ``DRAIN_SECONDS`` and ``DRAIN_BYTES``; else the connection is closed.
+    comes within ``DRAIN_SECONDS`` (in all) and ``DRAIN_BYTES``; else the connection is closed.
     """
 
-    def __init__(self, transport: StdlibTransport, connection: _Connection, head: wire.Head) -> None:
-        self.transport, self.connection, self.head = transport, connection, head
+    def __init__(self, connection: _Connection, head: wire.Head) -> None:
+        self.connection, self.head = connection, head
         self.chunks = wire.body(connection.reader, head)
         self.done = self.failed = False
 
@@ -243,17 +252,17 @@ class _Body(httpx.SyncByteStream):
         if not self.done and not self.failed and self.head.keep_alive:
             self.done = self._drain(connection)
         if self.done and self.head.keep_alive:
-            self.transport._checkin(connection)
+            connection.transport._checkin(connection)
         else:
             connection.close()
 
     def _drain(self, connection: _Connection) -> bool:
-        left = DRAIN_BYTES
+        left, deadline = DRAIN_BYTES, time.monotonic() + DRAIN_SECONDS
         try:
             connection.sock.settimeout(DRAIN_SECONDS)
             for data in self.chunks:
                 left -= len(data)
-                if left < 0:
+                if left < 0 or time.monotonic() > deadline:
                     return False
         except (OSError, ValueError, wire.WireError):  # not there in time, or not HTTP: the connection goes
             return False

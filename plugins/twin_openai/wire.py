@@ -65,6 +65,8 @@ class Head:
             self.length = 0
         elif encoding:
             codings = [token.strip().lower() for token in encoding.split(b",")]
+            if lengths:
+                self.keep_alive = False  # both framings: a smuggling attempt or a broken proxy (RFC 9112 6.3)
             if codings[-1] != b"chunked":
                 self.keep_alive = False  # delimited by the close, as RFC 9112 6.3 says
             else:

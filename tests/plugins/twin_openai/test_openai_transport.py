@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import ssl
@@ -93,6 +94,7 @@ def test_a_stream_is_delivered_as_it_arrives_then_its_connection_reused(server):
 def test_a_request_while_a_stream_is_open_on_the_same_thread_gets_its_own_connection(server):
     transport = StdlibTransport(server.base_url)
     client = sdk(server, transport)
+    ask(client)  # the thread's slot holds an idle connection, which the stream then takes
     server.stream(["a ", "b."])
     with client.post("/chat/completions", body={"model": "m", "messages": [], "stream": True},
                      cast_to=object, stream=True, stream_cls=openai.Stream[object]) as chunks:
@@ -121,6 +123,25 @@ def test_eight_threads_share_one_transport_each_with_its_own_connection(server):
         thread.join(30)
     assert replies == ["Hello from the fake model."] * 120
     assert server.connections <= 8 and transport.open_connections <= 8
+
+
+def test_a_thread_that_ends_takes_its_idle_connection_with_it(server):
+    transport = StdlibTransport(server.base_url)
+    client = sdk(server, transport)
+    sockets = []
+
+    def work() -> None:
+        ask(client)
+        sockets.extend(connection.sock for connection in transport._open)
+
+    for _ in range(5):  # one after the other: each thread's connection idles in its slot until the thread ends
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(30)
+    gc.collect()
+    assert server.connections == 5 and len(sockets) == 5
+    assert transport.open_connections == 0
+    assert all(sock.fileno() == -1 for sock in sockets)  # closed, not left to the peer's timeout
 
 
 def test_a_connect_timeout_is_a_backend_timeout():

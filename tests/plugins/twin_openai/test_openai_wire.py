@@ -49,6 +49,7 @@ def test_interim_responses_are_read_past():
     b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx",
     b"HTTP/1.1 200 OK\r\n\r\nx",                                  # runs to the close
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nx",        # not chunked last: runs to the close
+    b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",  # both
 ])
 def test_responses_that_end_the_connection(raw):
     head, body = read(raw)
