@@ -50,6 +50,8 @@ SUFFIX = ".jsonl"
 class FilesystemStore:
     """A ConversationStore keeping each session in ``<root>/<session_id>.jsonl``."""
 
+    local = True  # its calls never wait on another machine (``ConversationStore``)
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root).absolute()
         self._prefix = os.path.join(self.root, "")  # session paths are built by concatenation, not pathlib

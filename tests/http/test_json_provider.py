@@ -40,7 +40,8 @@ def test_what_orjson_cannot_read_is_read_as_json_allows(app):
 
 
 @pytest.mark.parametrize("body", [b'{"message": "hi", "session_id": 123456789012345678901234567890}',
-                                  b'{"message": NaN}', b'{"message": "hi"', b'\xff\xfe{"message": "hi"}'])
+                                  b'{"message": NaN}', b'{"message": "hi"', b'\xff\xfe{"message": "hi"}',
+                                  b'{"message": "hi", "\\ud800": 1}'])
 def test_bodies_json_refuses_are_400_problems(app, body):
     response = app.test_client().post("/chat", data=body, content_type="application/json")
     assert response.status_code == 400

@@ -156,3 +156,15 @@ def test_json_formatter_takes_any_extra_value():
     document = json.loads(JsonFormatter().format(record))
     assert document["counts"] == {"1": "one", "null": "none"} and document["huge"] == 2**70
     assert document["when"].startswith("<object object")
+
+
+def test_each_line_is_stamped_with_its_own_second_and_milliseconds():
+    formatter = JsonFormatter()
+
+    def stamp(created):
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", (), None)
+        record.created = created
+        return json.loads(formatter.format(record))["time"]
+
+    assert [stamp(t) for t in (1700000000.5, 1700000000.75, 1700000001.25, 1700000000.125)] == [
+        "2023-11-14T22:13:20.500Z", "2023-11-14T22:13:20.750Z", "2023-11-14T22:13:21.250Z", "2023-11-14T22:13:20.125Z"]

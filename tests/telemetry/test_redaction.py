@@ -84,6 +84,22 @@ def test_only_secret_looking_settings_are_registered():
     assert registry.redact("key-one-111 1024 vault /srv/data owner-000") == f"{REDACTED} 1024 vault /srv/data {REDACTED}"
 
 
+def test_secret_settings_given_as_json_lists_or_objects_are_registered_item_by_item():
+    registry = SecretRegistry()  # TWIN_API_KEYS='["owner-key-alpha-123", ...]' reaches the config as a list
+    register_config({"API_KEYS": ["owner-key-alpha-123", "owner-key-beta-456"],
+                     "WEBHOOK_TOKEN": {"primary": "hook-token-7777"},
+                     "PROXIES": ["https://user:list-pass-999@proxy.example"], "MAX_TOKENS": [1024]}, registry)
+    line = "owner-key-alpha-123 owner-key-beta-456 hook-token-7777 list-pass-999 1024"
+    assert registry.redact(line) == f"{REDACTED} {REDACTED} {REDACTED} {REDACTED} 1024"
+
+
+def test_a_non_ascii_secret_is_redacted_as_written_and_as_json_escapes_it():
+    registry = SecretRegistry()
+    registry.register("pässwörd-geheim")
+    assert registry.redact('{"a": "pässwörd-geheim"}') == f'{{"a": "{REDACTED}"}}'
+    assert registry.redact(json.dumps({"a": "pässwörd-geheim"})) == f'{{"a": "{REDACTED}"}}'  # \u00e4 escapes
+
+
 def test_line_breaks_in_a_request_path_stay_inside_one_json_log_line(log_output, local_app):
     client = local_app().test_client()
     for path in ("/nowhere\u2028injected", "/x\u2029y", "/a\x85b", "/health"):

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from twin_server.backends.retrying import _Wrapped
-from twin_server.errors import BackendUnavailable
+from twin_server.errors import BackendError, BackendUnavailable
 from twin_server.events import Lead, Question
 from twin_server.retry import ConflictPauses
 from twin_server.sessions import is_session_id
@@ -104,7 +104,7 @@ class DocumentEventStore:
             merged = question if merged is None else merged.merged(question)
             if self.documents.write(key, _dumps(merged.to_dict()), version=version):
                 return False
-        raise BackendUnavailable(f"the event store {self.where} kept changing under a question's update")
+        raise _kept_changing(self.where, "a question's update")
 
     def set_delivery(self, kind: str, event_id: str, states: Mapping[str, str]) -> None:
         if kind == Lead.kind:
@@ -154,7 +154,7 @@ class DocumentEventStore:
                 return self.documents.remove(key)
             if self.documents.write(key, _dumps(new.to_dict()), version=version):
                 return True
-        raise BackendUnavailable(f"the event store {self.where} kept changing under an update")
+        raise _kept_changing(self.where, "an update")
 
     # -- reading ---------------------------------------------------------------
 
@@ -310,6 +310,11 @@ class FileDocuments:
             yield
         finally:
             os.close(fd)
+
+
+def _kept_changing(where: str, what: str) -> BackendError:
+    # Not transient: the pauses were the retries; the core retrying the whole loop would only triple the wait.
+    return BackendError(f"the event store {where} kept changing under {what} ({MAX_CONFLICTS} tries)")
 
 
 def _unavailable(action: str, exc: OSError) -> BackendUnavailable:

@@ -28,6 +28,10 @@ class ConversationStore(Protocol):
         the stored conversations, last written first, ``limit`` at a time;
         ``cursor`` is the opaque string a previous page returned. Without it,
         ``GET /owner/conversations`` lists the conversations that produced an event.
+
+    And one optional attribute: ``local = True`` says its calls never wait on
+    another machine (files on this machine's disk), so the core may make a
+    summary without a model in the turn's own thread instead of the summary thread.
     """
 
     def load(self, session_id: str, limit: int | None = None) -> list[Message]:

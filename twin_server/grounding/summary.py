@@ -166,9 +166,10 @@ class Summaries:
                  summariser: Callable[[str, Sequence[Message], Persona], str] | None = None) -> None:
         self.storage, self.window, self.every = storage, window, every
         self.summarise = summariser or summariser_for(llm)
-        # A summary without a model (about 40 us, every third turn) is made in the turn itself: handing it to
-        # the worker thread cost more than making it (145 us a turn in GIL hand-offs with the request threads).
-        self.here = isinstance(self.summarise, ExtractiveSummary)
+        # A summary without a model (about 40 us, every third turn) over a store on this machine's disk is
+        # made in the turn itself: handing it to the worker thread cost more than making it (145 us a turn in
+        # GIL hand-offs with the request threads). A remote store's three calls would keep the reply waiting.
+        self.here = isinstance(self.summarise, ExtractiveSummary) and getattr(storage, "local", False) is True
         self.worker = worker or SummaryWorker()
         # Turns since each session's last job: a job every ``every / 2`` turns, when about ``every``
         # messages have left the window, so the store is read for it no more often than that.

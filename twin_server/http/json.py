@@ -28,15 +28,20 @@ _LONG_NUMBER_TEXT, _LONG_NUMBER_BYTES = re.compile(r"[0-9]{19}"), re.compile(rb"
 class OrjsonProvider(DefaultJSONProvider):
     """``DefaultJSONProvider``'s behaviour, orjson's speed."""
 
-    ensure_ascii = False  # UTF-8 as orjson writes it, from the standard library's fallback too, not \u escapes
+    ensure_ascii = False  # UTF-8 as orjson writes it (the standard library's fallback escapes: ``_stdlib``)
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         if kwargs.keys() - {"separators"} or not self.sort_keys or self.ensure_ascii:
-            return super().dumps(obj, **kwargs)  # pretty-printing, or settings orjson cannot follow
+            return self._stdlib(obj, **kwargs)  # pretty-printing, or settings orjson cannot follow
         try:
             return orjson.dumps(obj, default=self.default, option=_DUMP).decode()
         except (orjson.JSONEncodeError, TypeError):
-            return super().dumps(obj, **kwargs)  # the standard library's answer, or its error
+            return self._stdlib(obj, **kwargs)  # the standard library's answer, or its error
+
+    def _stdlib(self, obj: Any, **kwargs: Any) -> str:
+        # Escaped: a lone surrogate (a key a client sent as "\ud800", which orjson refuses) can only be written
+        # as an escape; raw, it would fail when the response is encoded to UTF-8.
+        return super().dumps(obj, **{"ensure_ascii": True, **kwargs})
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         long_number = _LONG_NUMBER_TEXT if isinstance(s, str) else _LONG_NUMBER_BYTES  # bytes, bytearray

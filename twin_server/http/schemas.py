@@ -80,15 +80,24 @@ class StrictFloat(fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-_NOT_BLANK = re.compile(NOT_SPACE)
+MESSAGE_NOT_BLANK = NotBlank("Message must not be empty or whitespace.")
 
 
-def valid_unicode(value: str) -> None:
-    """Refuse lone surrogates (a ``"\\ud800"`` JSON escape): no store could keep them."""
+def is_unicode(value: str) -> bool:
+    """False for a text with a lone surrogate (a ``"\\ud800"`` JSON escape): no store could keep it."""
+    if value.isascii():
+        return True
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise MarshmallowError("Must be valid Unicode text.") from None
+        return False
+    return True
+
+
+def valid_unicode(value: str) -> None:
+    """``is_unicode`` as a validator."""
+    if not is_unicode(value):
+        raise MarshmallowError("Must be valid Unicode text.")
 
 
 #: The session-id rule of ``twin_server.sessions``, as a validator the document shows as a ``pattern``.
@@ -120,7 +129,7 @@ class ChatRequestSchema(Schema):
     def __init__(self, max_chars: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fields["message"].validators = [
-            NotBlank("Message must not be empty or whitespace."),
+            MESSAGE_NOT_BLANK,
             valid_unicode,
             validate.Length(max=max_chars, error=f"Message must be at most {max_chars} characters."),
         ]
@@ -186,13 +195,9 @@ def plain_chat_body(body: object, max_chars: int) -> dict[str, Any] | None:
     if type(body) is not dict or not body.keys() <= _CHAT_FIELDS:
         return None
     message, session_id = body.get("message"), body.get("session_id")
-    if type(message) is not str or len(message) > max_chars or _NOT_BLANK.search(message) is None:
+    if (type(message) is not str or len(message) > max_chars or MESSAGE_NOT_BLANK.regex.search(message) is None
+            or not is_unicode(message)):
         return None
-    if not message.isascii():
-        try:
-            message.encode("utf-8")
-        except UnicodeEncodeError:
-            return None
     if session_id is not None and (type(session_id) is not str or SESSION_ID.regex.fullmatch(session_id) is None):
         return None
     return {"message": message, "session_id": session_id}

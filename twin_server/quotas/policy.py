@@ -257,6 +257,8 @@ class SessionAllowance:
     ) -> None:
         self.storage, self.clock = storage, clock
         self.max_messages, self.max_chars, self.daily_budget = max_messages, max_chars, daily_budget
+        #: The message cap alone (the default): a stored turn is one count (``_check_and_count``).
+        self._cap_only = max_messages is not None and max_chars is None and daily_budget is None
         self.ttl = session_ttl or DEFAULT_COUNTER_TTL
         #: Characters one budget unit pays for (``TWIN_MAX_MESSAGE_CHARS``); None: every call is one unit.
         self.budget_unit_chars = budget_unit_chars
@@ -283,8 +285,8 @@ class SessionAllowance:
         session = self._session_key(turn.session_id)
         messages_key, chars_key = f"{session}/messages", f"{session}/chars"
         stored = turn.store
-        if stored and self.max_messages is not None and self.max_chars is None and self.daily_budget is None:
-            # The message cap alone (the default): one count, refused past the cap. A refused turn's count
+        if stored and self._cap_only:
+            # One count, refused past the cap. A refused turn's count
             # only ever lands above the cap, where it refuses what the cap refused anyway.
             if self.storage.incr(messages_key, self.ttl) > self.max_messages:
                 raise self._at_message_cap()

@@ -56,9 +56,8 @@ def gunicorn_master() -> int | None:
 def _private_directory() -> Path:
     """``$TMPDIR/twin-server-<uid>``, made if missing; refused unless it is this user's alone."""
     path = Path(tempfile.gettempdir()) / f"twin-server-{os.getuid()}"
-    if not os.path.lexists(path):
-        with contextlib.suppress(FileExistsError):  # another worker made it meanwhile: checked below like ours
-            path.mkdir(mode=0o700)
+    with contextlib.suppress(FileExistsError):  # made before, or by another worker meanwhile: checked below
+        path.mkdir(mode=0o700)
     info = os.lstat(path)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
         raise ConfigurationError(

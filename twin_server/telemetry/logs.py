@@ -88,14 +88,16 @@ def _dumps(document: dict[str, Any]) -> str:
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, pid, message, then the record's extra fields."""
 
-    _second: int | None = None
-    _stamp = ""
+    #: (second, its text): one tuple, so a thread never reads one second's text with another's number
+    #: (lines are formatted outside the handler's lock).
+    _cached: tuple[int, str] = (-1, "")
 
     def _time(self, created: float) -> str:
         second = int(created)
-        if second != self._second:  # one strftime per second, not per line
-            self._stamp, self._second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)), second
-        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+        cached = self._cached
+        if cached[0] != second:  # one strftime per second, not per line
+            cached = self._cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, Any] = {

@@ -21,7 +21,7 @@ import json
 import re
 import threading
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = ["REDACTED", "SecretRegistry", "register_config", "register_secret", "secrets"]
@@ -40,9 +40,6 @@ class SecretRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: tuple[str, ...] = ()  # longest first, so a secret containing another goes whole
-
-    def __len__(self) -> int:
-        return len(self._values)
 
     def register(self, value: Any) -> None:
         """Redact ``value`` from now on (a comma-separated value: each part too)."""
@@ -90,14 +87,22 @@ def url_credentials(value: str) -> list[str]:
 def register_config(config: Mapping[str, Any], registry: SecretRegistry = secrets) -> None:
     """Register the secret-looking settings and every URL credential in ``config``."""
     for key, value in config.items():
-        if not isinstance(value, str) or not value:
-            continue
-        if _SECRET_NAME.search(str(key)) and not value.startswith("secret:"):
-            registry.register(value)
-        for credential in url_credentials(value):
-            registry.register(credential)
+        secret_name = _SECRET_NAME.search(str(key))
+        for text in _strings(value):
+            if secret_name and not text.startswith("secret:"):
+                registry.register(text)
+            for credential in url_credentials(text):
+                registry.register(credential)
 
 
-def register_all(values: Iterable[Any], registry: SecretRegistry = secrets) -> None:
-    for value in values:
-        registry.register(value)
+def _strings(value: Any) -> Iterator[str]:
+    """The strings in a setting: itself, or those inside it (``TWIN_API_KEYS='["k1", "k2"]'`` arrives as a list)."""
+    if isinstance(value, str):
+        if value:
+            yield value
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
