@@ -154,7 +154,7 @@ class FilesystemStore:
         try:
             with self._lock(session_id, fcntl.LOCK_EX) as stripes:
                 stripes.tails.drop(session_id)
-                summaries.remove(self._summary_path(session_id))
+                summaries.erase(self._summary_path(session_id))
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
@@ -179,7 +179,7 @@ class FilesystemStore:
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         found, summary = cache.get(session_id, key)
         if not found:
-            summary = summaries.load(path, session_id, st.st_size)
+            summary = summaries.load(path, session_id)
             cache.put(session_id, key, summary)
         return summary
 
@@ -239,7 +239,7 @@ class FilesystemStore:
                     return False
                 stripes.tails.drop(session_id)
                 os.unlink(path)
-                summaries.remove(self._summary_path(session_id))
+                summaries.erase(self._summary_path(session_id))
                 return True
         except FileNotFoundError:  # deleted by someone else meanwhile
             return False

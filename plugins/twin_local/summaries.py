@@ -9,7 +9,8 @@ which made a summary cost 110 us of CPU against 15 us for an append. A line
 torn by a crash has no newline and is passed over (the one before it stands);
 the next append starts on a line of its own. Past ``COMPACT_BYTES`` the file
 is written again with the newest line alone (a temporary file renamed over
-it, once in many summaries). Erasing or expiring the session removes it.
+it, once in many summaries). Erasing or expiring the session removes it, and
+the ``<session_id>.summary.json`` an earlier release wrote (``erase``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import os
 from twin_server import Summary
 from twin_server.errors import BackendUnavailable
 
-__all__ = ["COMPACT_BYTES", "SUFFIX", "load", "remove", "save"]
+__all__ = ["COMPACT_BYTES", "SUFFIX", "erase", "load", "save"]
 
 log = logging.getLogger("twin_local.storage")
 
 SUFFIX = ".summary.ndjson"
+#: Where the release before wrote a summary (one JSON document, replaced whole): erased with the session.
+LEGACY_SUFFIX = ".summary.json"
 #: Larger than this, the file is compacted to its newest line (a summary line is at most about 10 KB).
 COMPACT_BYTES = 64 * 1024
 #: How much of the file's end is read to find the last line: first a typical line's worth, then more than
@@ -34,8 +37,8 @@ _FIRST_READ = 4096
 _TAIL_BYTES = 32 * 1024
 
 
-def load(path: str, session_id: str, size: int) -> Summary | None:
-    """The last complete line of the file (``size`` bytes long); None without one that parses."""
+def load(path: str, session_id: str) -> Summary | None:
+    """The last complete line of the file; None without one that parses."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -43,6 +46,7 @@ def load(path: str, session_id: str, size: int) -> Summary | None:
     except OSError as exc:
         raise _unavailable("read", exc) from exc
     try:
+        size = os.fstat(fd).st_size  # of the file opened: a compaction may have renamed a new one over the path
         raw = _tail(fd, size, _FIRST_READ)
         if raw.count(b"\n") < 2 and len(raw) < size:  # the last line may begin before what was read
             raw = _tail(fd, size, _TAIL_BYTES)
@@ -109,7 +113,16 @@ def _rewrite(path: str, line: bytes) -> None:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        written = os.write(fd, view)
+        if written == 0:
+            raise OSError(errno.EIO, "write made no progress")
+        view = view[written:]
+
+
+def erase(path: str) -> None:
+    """Remove the summary at ``path`` and the legacy one beside it (the session is being erased)."""
+    remove(path)
+    remove(path[: -len(SUFFIX)] + LEGACY_SUFFIX)
 
 
 def remove(path: str) -> None:

@@ -74,7 +74,7 @@ def as_stored(message: Message) -> Message:
     """The message as a load would return it (timestamps come back in UTC)."""
     if message.timestamp.tzinfo is timezone.utc:
         return message
-    return Message(message.role, message.content, message.timestamp.astimezone(timezone.utc), message.complete)
+    return dataclasses.replace(message, timestamp=message.timestamp.astimezone(timezone.utc))
 
 
 class TailCache:
@@ -129,8 +129,8 @@ class TailCache:
 class SummaryCache:
     """Each session's last read summary, by the file's (inode, mtime, size): a ``stat`` instead of a read.
 
-    A summary is written to a new file that replaces the old one, so any change of
-    it changes the key. Holds at most ``max_entries`` sessions, least recently used go first.
+    A summary is appended to the file (which grows) or the file is compacted into a new one
+    renamed over it (a new inode), so any change of it changes the key. Holds at most ``max_entries`` sessions, least recently used go first.
     """
 
     def __init__(self, max_entries: int = 1024) -> None:

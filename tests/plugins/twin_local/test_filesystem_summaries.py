@@ -102,10 +102,24 @@ def test_summaries_are_not_listed_as_sessions(tmp_path):
     assert [entry.session_id for entry in items] == ["sess-list"]
 
 
-@pytest.mark.parametrize("count, chars", [(1, 1500), (12, 1500), (3, 1000), (40, 60)])
+@pytest.mark.parametrize("count, chars", [(1, 1500), (12, 1500), (3, 2500), (40, 60)])  # 2500: past the first read
 def test_the_newest_summary_is_read_whatever_the_length_of_the_lines(tmp_path, count, chars):
     store = FilesystemStore(tmp_path)
     store.append("sess-long", [Message("user", "hi", AT)])
     for n in range(count):
         store.save_summary("sess-long", summary(f"{n} " + "ü" * chars))  # two bytes a character: long lines
     assert FilesystemStore(tmp_path).load_summary("sess-long").text == f"{count - 1} " + "ü" * chars
+
+
+@pytest.mark.parametrize("erase", ["delete", "sweep"])
+def test_erasing_a_session_removes_the_summary_file_of_the_release_before_too(tmp_path, erase):
+    store = FilesystemStore(tmp_path)
+    store.append("sess-old", [Message("user", "hi", AT)])
+    legacy = tmp_path / "sess-old.summary.json"  # one JSON document, as the release before wrote it
+    legacy.write_bytes(summary("what the visitor said before the upgrade").to_json())
+    store.save_summary("sess-old", summary())
+    if erase == "delete":
+        assert store.delete("sess-old")
+    else:
+        assert store.sweep(0, now=time.time() + 3600) == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == []

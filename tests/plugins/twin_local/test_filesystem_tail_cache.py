@@ -11,7 +11,7 @@ import pytest
 from twin_local import storage
 from twin_local.storage import FilesystemStore
 from twin_local.tail_cache import Tail, TailCache
-from twin_server.types import Message
+from twin_server.types import Message, Source
 
 SID = "session-0001"
 
@@ -105,9 +105,10 @@ def test_a_torn_line_from_another_writer_is_left_out_until_it_is_complete(store)
 def test_cached_messages_come_back_as_a_fresh_read_gives_them(store):
     lisbon = timezone(timedelta(hours=1))
     stamp = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=lisbon)
-    store.append(SID, [Message("user", "hello", stamp), Message("assistant", "cut", stamp, complete=False)])
+    store.append(SID, [Message("user", "hello", stamp),
+                       Message("assistant", "cut", stamp, complete=False, sources=(Source("career-1", "Career"),))])
     cached, fresh = store.load(SID, 20), FilesystemStore(store.root).load(SID, 20)
-    assert cached == fresh
+    assert cached == fresh and cached[1].sources == (Source("career-1", "Career"),)
     assert [m.timestamp.tzinfo for m in cached] == [m.timestamp.tzinfo for m in fresh] == [timezone.utc] * 2
 
 
@@ -171,7 +172,7 @@ def test_a_summary_is_read_once_until_its_file_changes(store, monkeypatch):
 
     reads = []
     real = summaries.load
-    monkeypatch.setattr(summaries, "load", lambda path, sid, size: reads.append(sid) or real(path, sid, size))
+    monkeypatch.setattr(summaries, "load", lambda path, sid: reads.append(sid) or real(path, sid))
     other = FilesystemStore(store.root)  # another worker
     at = datetime(2024, 3, 1, 9, 30, tzinfo=timezone.utc)
     store.append(SID, turn(0))
