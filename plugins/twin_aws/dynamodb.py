@@ -155,7 +155,10 @@ class DynamoDBConversationStore(DynamoDBSummaries, DynamoDBEvents):
         with self._translated(f"DynamoDB delete of session {session_id}"):
             keys = [{"pk": item["pk"], "sk": item["sk"]}
                     for item in self._query(session_id, forward=True, prefix=None, keys_only=True)]
-            self._delete_keys(keys)
+            self._delete_keys([key for key in keys if key != self._summary_key(session_id)])
+        # Last, whether the Query saw one or not: a summary saved while the messages went is removed here,
+        # or by its own writer, which finds them gone (save_summary).
+        self._erase_summary(session_id)
         return bool(keys)
 
     def provision(self) -> list[str]:

@@ -4,9 +4,10 @@ A mixin for ``DynamoDBConversationStore`` (its ``client``, ``table``, ``ttl``,
 ``_clock``, ``_query`` and ``_translated``). The item carries the summary's
 JSON and, with ``TWIN_SESSION_TTL``, the same ``expires_at`` as a message, so
 the table's TTL removes it with the session; ``delete`` erases every item of
-the session, this one too. A summary is written only while the session has a
-message, and removed again when the session turns out to have been erased
-while it was written.
+the session and this one last (``_erase_summary``). A summary is written only
+while the session has a message, and removed again when the session turns out
+to have been erased while it was written: whichever of the two writers comes
+second removes it, so a summary saved during an erasure never outlives it.
 """
 
 from __future__ import annotations
@@ -51,8 +52,12 @@ class DynamoDBSummaries:
         with self._translated(f"DynamoDB PutItem of the summary of session {session_id}"):
             self.client.put_item(TableName=self.table, Item=item)
         if not self._has_messages(session_id):  # erased while we wrote: leave nothing of it behind
-            with self._translated(f"DynamoDB DeleteItem of the summary of session {session_id}"):
-                self.client.delete_item(TableName=self.table, Key=self._summary_key(session_id))
+            self._erase_summary(session_id)
+
+    def _erase_summary(self, session_id: str) -> None:
+        """Delete the summary item (``delete`` calls it after the messages are gone)."""
+        with self._translated(f"DynamoDB DeleteItem of the summary of session {session_id}"):
+            self.client.delete_item(TableName=self.table, Key=self._summary_key(session_id))
 
     def _has_messages(self, session_id: str) -> bool:
         with self._translated(f"DynamoDB Query of session {session_id}"):

@@ -49,7 +49,7 @@ from twin_aws.clients import (
 )
 from twin_aws.keys import TurnNamer, check_session_id, stamp_of
 from twin_aws.s3_layout import HEAD_NAME, SUFFIX, TURNS, Head, View, encode, parse, split_lines, turn_name
-from twin_aws.summaries import S3Summaries
+from twin_aws.summaries import SUMMARY_NAME, S3Summaries
 from twin_server import Message, Settings
 from twin_server.errors import BackendUnavailable, ConfigurationError
 
@@ -153,7 +153,9 @@ class S3ConversationStore(S3Summaries):
             existed = head_key in keys or any(turn_name(key) for key in keys)
             if head_key in keys:
                 self.client.delete_object(Bucket=self.bucket, Key=head_key)
-        self._discard([k for k in keys if k != head_key], strict=True)
+        summary_key = self._key(session_id, SUMMARY_NAME)
+        self._discard([k for k in keys if k not in (head_key, summary_key)], strict=True)
+        self._erase_summary(session_id)  # last, whether listed or not: one saved meanwhile goes too
         return existed
 
     # -- the optional methods (see ConversationStore) -------------------------

@@ -61,8 +61,14 @@ class S3Summaries:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=summary.to_json(),
                                    ContentType="application/json")
         if not self._session_exists(session_id):  # erased while we wrote: leave nothing of it behind
-            with translated(f"S3 DeleteObject s3://{self.bucket}/{key}"):
-                self.client.delete_object(Bucket=self.bucket, Key=key)
+            self._erase_summary(session_id)
+
+    def _erase_summary(self, session_id: str) -> None:
+        """Delete the summary object (``delete`` calls it after the session's other objects are gone): whichever
+        of an erasure and a summary's writer comes second removes it, so it never outlives the erasure."""
+        key = join_key(self.prefix, session_id, SUMMARY_NAME)
+        with translated(f"S3 DeleteObject s3://{self.bucket}/{key}"):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def _session_exists(self, session_id: str) -> bool:
         prefix = join_key(self.prefix, session_id, "")

@@ -86,3 +86,34 @@ def test_a_reply_keeps_its_sources_in_every_aws_store(aws, store):
     for each in (store, dynamo):
         each.append("sess-src-1", [Message("user", "Where?", AT), reply])
         assert each.load("sess-src-1")[-1] == reply
+
+
+@pytest.mark.parametrize("kind", ["s3", "dynamodb"])
+def test_a_summary_saved_by_another_machine_while_the_session_is_erased_goes_with_it(aws, kind):
+    """The worst moment: the erasing store has listed the session (no summary yet) and not yet deleted a message."""
+    if kind == "s3":
+        config = {"S3_BUCKET": aws.bucket(), "S3_PREFIX": "sessions/"}
+        eraser, writer = S3ConversationStore.from_config(config), S3ConversationStore.from_config(config)
+        first_delete = "before-send.s3.DeleteObject"
+    else:
+        config = {"DYNAMODB_TABLE": f"race-{uuid.uuid4().hex[:12]}"}
+        eraser, writer = DynamoDBConversationStore.from_config(config), DynamoDBConversationStore.from_config(config)
+        eraser.provision()
+        first_delete = "before-send.dynamodb.BatchWriteItem"
+    eraser.append("sess-race-1", [Message("user", "hi", AT), Message("assistant", "Hello.", AT)])
+    saved = []
+
+    def meanwhile(**kwargs):
+        if not saved:
+            saved.append(True)
+            writer.save_summary("sess-race-1", SUMMARY)  # the session still has its messages: it is written
+        return None  # the erasing request goes on as sent
+
+    eraser.client.meta.events.register(first_delete, meanwhile)
+    assert eraser.delete("sess-race-1")
+    assert saved == [True]
+    assert writer.load_summary("sess-race-1") is None and eraser.load("sess-race-1") == []
+    if kind == "s3":
+        assert aws.keys(config["S3_BUCKET"]) == []
+    else:
+        assert aws.dynamodb.scan(TableName=config["DYNAMODB_TABLE"])["Items"] == []
