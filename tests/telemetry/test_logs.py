@@ -168,3 +168,92 @@ def test_each_line_is_stamped_with_its_own_second_and_milliseconds():
 
     assert [stamp(t) for t in (1700000000.5, 1700000000.75, 1700000001.25, 1700000000.125)] == [
         "2023-11-14T22:13:20.500Z", "2023-11-14T22:13:20.750Z", "2023-11-14T22:13:21.250Z", "2023-11-14T22:13:20.125Z"]
+
+
+def _request_lines(count):
+    from twin_server.telemetry.logs import log_request
+    from twin_server.telemetry.usage import RequestRecord
+
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record)
+
+    logger = logging.getLogger("twin_server.request")
+    keep, level, propagate = Keep(), logger.level, logger.propagate
+    logger.addHandler(keep)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        for n in range(count):
+            log_request(RequestRecord(f"rid-{n}"), method="POST", path="/chat", endpoint="/chat", status=200 + n,
+                        session_id="visitor-1", duration=0.25 + n)
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(level)
+        logger.propagate = propagate
+    return seen
+
+
+def test_request_lines_carry_every_attribute_of_a_log_record_with_their_own_time_and_thread():
+    import threading
+    import time
+
+    lines = []
+
+    def requests():
+        lines.extend(_request_lines(1))
+        time.sleep(0.01)  # so the next lines' time differs from the first's
+        threading.current_thread().name = "request-thread-8"
+        lines.extend(_request_lines(2))
+
+    worker = threading.Thread(target=requests, name="request-thread-7")
+    before = time.time()
+    worker.start()
+    worker.join()
+    standard = logging.LogRecord("twin_server.request", logging.INFO, __file__, 0, "m", (), None)
+    assert [line.threadName for line in lines] == ["request-thread-7", "request-thread-8", "request-thread-8"]
+    for n, line in enumerate(lines):
+        assert set(vars(standard)) <= set(vars(line))  # what any handler may read is there
+        assert (line.thread, line.process, line.pathname) == (worker.ident, standard.process, lines[0].pathname)
+        assert line.getMessage() == f"POST /chat {200 + (n and n - 1)} {1000 * (0.25 + (n and n - 1)):.1f}ms"
+        assert before <= line.created <= time.time()
+        assert line.msecs == int((line.created - int(line.created)) * 1000)
+        assert abs(line.relativeCreated - (line.created - logging._startTime) * 1000) < 1
+    assert [line.request_id for line in lines] == ["rid-0", "rid-0", "rid-1"]
+    assert lines[0].created + 0.01 <= lines[1].created <= lines[2].created
+
+
+def test_a_forked_child_names_its_own_process_in_request_lines():
+    import os
+
+    assert _request_lines(2)[1].process == os.getpid()  # this thread's template exists now
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child's exit code is the assertion)
+        os.close(read)
+        os.write(write, str(_request_lines(1)[0].process).encode())
+        os._exit(0)
+    os.close(write)
+    reported = int(os.read(read, 64))
+    os.waitpid(child, 0)
+    assert reported == child
+
+
+def test_a_record_factory_of_the_operators_makes_request_lines_too():
+    made = []
+    default = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs):
+        record = default(*args, **kwargs)
+        record.deployment = "blue"
+        made.append(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        lines = _request_lines(2)
+    finally:
+        logging.setLogRecordFactory(default)
+    assert [line.deployment for line in lines] == ["blue", "blue"] and made == lines
