@@ -18,9 +18,9 @@ def chat_on_both_workers(url, log) -> int:
     sent = 0
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         while sent < 400 and (sent < 16 or len({line["pid"] for line in requests_logged(log, path="/chat")}) < 2):
-            statuses = pool.map(lambda i: requests.post(url + "/chat", json={"message": f"hi {i}"}, timeout=30).status_code,
-                                range(sent, sent + 8))
-            assert list(statuses) == [200] * 8
+            replies = pool.map(lambda i: requests.post(url + "/chat", json={"message": f"hi {i}"}, timeout=30),
+                               range(sent, sent + 8))
+            assert [reply.status_code for reply in replies] == [200] * 8
             sent += 8
     assert len({line["pid"] for line in requests_logged(log, path="/chat")}) == 2
     return sent

@@ -106,7 +106,8 @@ def test_flush_interval_zero_writes_every_sample_at_once(multiprocess_dir, scrip
     client = scripted_app(METRICS_FLUSH_SECONDS="0").test_client()
     assert client.post("/chat", json={"message": "hi"}).status_code == 200
     assert on_disk(multiprocess_dir, "twin_http_requests_total", **CHAT) == 1
-    assert on_disk(multiprocess_dir, "twin_backend_call_duration_seconds_count", operation="llm", backend="scripted") == 1
+    llm = {"operation": "llm", "backend": "scripted"}
+    assert on_disk(multiprocess_dir, "twin_backend_call_duration_seconds_count", **llm) == 1
 
 
 def test_a_scrape_in_the_process_sees_every_sample(multiprocess_dir, scripted_app):

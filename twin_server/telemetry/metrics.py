@@ -132,9 +132,10 @@ class Metrics:
         """``endpoint`` must come from a closed set (the URL rule, or ``unmatched``); method and status are closed here."""
         key = (endpoint, method, status)
         series = self._request_series.get(key)
-        if series is None:  # a racing duplicate is harmless: both bind the same child
+        if series is None:  # a racing duplicate is harmless: both bind the same child (and pending series)
             labels = (endpoint, method_label(method), status_label(status))
-            series = (self._counter(self.requests.labels(*labels)), self._histogram(self.request_seconds.labels(*labels)))
+            series = (self._counter(self.requests.labels(*labels)),
+                      self._histogram(self.request_seconds.labels(*labels)))
             if method in KNOWN_METHODS:  # an unknown method's key is the client's text: map it, never keep it
                 self._request_series[key] = series
         series[0].inc()
