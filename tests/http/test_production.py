@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 
 import requests
@@ -45,8 +46,8 @@ def chat(url, client_ip, message=MESSAGE, **headers):
     return response, request_id
 
 
-def chat_count(url) -> float:
-    text = requests.get(url + "/metrics", timeout=10).text
+def chat_count(url, http=requests) -> float:
+    text = http.get(url + "/metrics", timeout=10).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "twin_http_requests_total" and sample.labels == {
@@ -71,7 +72,11 @@ def test_two_workers_one_picture(tmp_path):
                 sent += 20
         served = requests_logged(log, path="/chat")
         assert len(served) == sent and len({line["pid"] for line in served}) == 2
-        # Whichever worker answers the scrape, it counts the requests of both.
+        # Whichever worker answers the scrape, it counts the requests of both, once each has flushed
+        # (TWIN_METRICS_FLUSH_SECONDS, 1 s by default: a scrape writes its own worker's samples first).
+        deadline = time.monotonic() + 30
+        while chat_count(url) != sent and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert [chat_count(url) for _ in range(6)] == [sent] * 6
 
         # One client, fresh connections, both workers: the 5/minute allowance is shared. Four at a time, so

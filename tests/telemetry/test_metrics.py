@@ -87,9 +87,10 @@ def test_metrics_off_is_404(scripted_app):
 
 def test_bad_observability_settings_stop_the_start(scripted_app):
     with pytest.raises(StartupError) as caught:
-        scripted_app(METRICS="sometimes", LOG_LEVEL="chatty")
+        scripted_app(METRICS="sometimes", LOG_LEVEL="chatty", METRICS_FLUSH_SECONDS="-1")
     text = "\n".join(caught.value.problems)
-    assert "TWIN_METRICS" in text and "TWIN_LOG_LEVEL" in text
+    assert "TWIN_METRICS " in text and "TWIN_LOG_LEVEL" in text
+    assert "TWIN_METRICS_FLUSH_SECONDS must be at least 0" in text
 
 
 def series_of(samples, name):

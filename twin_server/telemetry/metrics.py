@@ -7,6 +7,15 @@ worker imports ``prometheus_client``) switches the client to its multiprocess
 mode: every worker writes its samples to files there and ``/metrics`` sums
 the files of all workers, live and dead, whichever worker answers.
 
+In that mode a worker adds its samples up in memory and writes the totals
+every ``TWIN_METRICS_FLUSH_SECONDS`` (default 1), before each scrape it
+answers and when it exits (``metric_batches``): a scrape answered by another
+worker sees a worker's samples up to one interval late, and a worker killed
+with SIGKILL loses at most one interval. ``0`` writes every sample at once.
+In one process (no ``PROMETHEUS_MULTIPROC_DIR``) samples are always written
+at once: a value there is a float under a lock, as cheap as a pending total,
+and the exposition reads it directly.
+
 Every label has a closed set of values, so no request can add a series: the
 ``endpoint`` is the URL rule (``/conversation/<session_id>``), never the raw
 path, or ``unmatched``; the ``method`` one of ``KNOWN_METHODS`` or ``other``;
@@ -34,6 +43,7 @@ from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
 
+from twin_server.telemetry.metric_batches import Batcher, flush_all
 from twin_server.telemetry.usage import RequestRecord
 
 EXTENSION_KEY = "twin_metrics"
@@ -45,6 +55,7 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 OTHER = "other"
 MAX_ERROR_CLASSES = 16
+DEFAULT_FLUSH_SECONDS = 1.0
 
 bp = Blueprint("twin_metrics", __name__)
 
@@ -57,11 +68,18 @@ def status_label(status: int) -> str:
     return str(status) if isinstance(status, int) and 100 <= status <= 599 else OTHER
 
 
+def _write_through(child: Any) -> Any:
+    return child
+
+
 class Metrics:
     """The app's metric objects, and the exposition of them (or of every worker's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, flush_seconds: float = DEFAULT_FLUSH_SECONDS) -> None:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        batcher = Batcher(flush_seconds) if self.multiprocess and flush_seconds > 0 else None
+        self._counter = batcher.counter if batcher is not None else _write_through
+        self._histogram = batcher.histogram if batcher is not None else _write_through
         self.registry = CollectorRegistry()
         http = ("endpoint", "method", "status")
         backend = ("operation", "backend")
@@ -89,8 +107,8 @@ class Metrics:
 
     def attempt_observer(self, operation: str, backend: str) -> Callable[[int, float, BaseException | None], None]:
         """Records one backend's attempts (its labelled series looked up once, not per call)."""
-        seconds_series = self.backend_seconds.labels(operation, backend)
-        retries_series = self.retries.labels(operation, backend)
+        seconds_series = self._histogram(self.backend_seconds.labels(operation, backend))
+        retries_series = self._counter(self.retries.labels(operation, backend))
         error_series: dict[type, Any] = {}
 
         def observe(attempt: int, seconds: float, exc: BaseException | None) -> None:
@@ -99,7 +117,7 @@ class Metrics:
                 series = error_series.get(type(exc))
                 if series is None:
                     name = type(exc).__name__ if len(error_series) < MAX_ERROR_CLASSES else OTHER
-                    series = self.backend_errors.labels(operation, backend, name)
+                    series = self._counter(self.backend_errors.labels(operation, backend, name))
                     if name != OTHER:
                         error_series[type(exc)] = series
                 series.inc()
@@ -114,9 +132,10 @@ class Metrics:
         """``endpoint`` must come from a closed set (the URL rule, or ``unmatched``); method and status are closed here."""
         key = (endpoint, method, status)
         series = self._request_series.get(key)
-        if series is None:  # a racing duplicate is harmless: both bind the same child
+        if series is None:  # a racing duplicate is harmless: both bind the same child (and pending series)
             labels = (endpoint, method_label(method), status_label(status))
-            series = (self.requests.labels(*labels), self.request_seconds.labels(*labels))
+            series = (self._counter(self.requests.labels(*labels)),
+                      self._histogram(self.request_seconds.labels(*labels)))
             if method in KNOWN_METHODS:  # an unknown method's key is the client's text: map it, never keep it
                 self._request_series[key] = series
         series[0].inc()
@@ -125,7 +144,8 @@ class Metrics:
             tokens = self._token_series.get(llm_backend)
             if tokens is None:
                 tokens = self._token_series[llm_backend] = (
-                    self.tokens.labels(llm_backend, "input"), self.tokens.labels(llm_backend, "output"))
+                    self._counter(self.tokens.labels(llm_backend, "input")),
+                    self._counter(self.tokens.labels(llm_backend, "output")))
             if record.input_tokens:
                 tokens[0].inc(record.input_tokens)
             if record.output_tokens:
@@ -134,6 +154,7 @@ class Metrics:
     def exposition(self) -> bytes:
         if not self.multiprocess:
             return generate_latest(self.registry)
+        flush_all()  # this worker's pending samples, and any other app's in this process
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)

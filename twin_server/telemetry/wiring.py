@@ -20,7 +20,7 @@ from twin_server.telemetry import usage as accounting
 from twin_server.telemetry import logs
 from twin_server import config as settings
 from twin_server.errors import ConfigurationError
-from twin_server.telemetry.metrics import EXTENSION_KEY, Metrics, bp
+from twin_server.telemetry.metrics import DEFAULT_FLUSH_SECONDS, EXTENSION_KEY, Metrics, bp
 from twin_server.telemetry.redaction import register_config
 from twin_server.retry import AttemptObserver
 from twin_server.app_state import EXTENSION_KEY as STATE_KEY
@@ -33,6 +33,10 @@ def check(config: Mapping[str, Any]) -> list[str]:
     problems = []
     try:
         settings.get_bool(config, "METRICS", True)
+    except ConfigurationError as exc:
+        problems.append(str(exc))
+    try:
+        _flush_seconds(config)
     except ConfigurationError as exc:
         problems.append(str(exc))
     try:
@@ -49,9 +53,20 @@ def _metrics_on(config: Mapping[str, Any]) -> bool:
         return False  # reported by check(); the app will not start
 
 
+def _flush_seconds(config: Mapping[str, Any]) -> float:
+    return settings.get_float(config, "METRICS_FLUSH_SECONDS", DEFAULT_FLUSH_SECONDS, minimum=0)
+
+
+def _flush_seconds_or_default(config: Mapping[str, Any]) -> float:
+    try:
+        return _flush_seconds(config)
+    except ConfigurationError:
+        return DEFAULT_FLUSH_SECONDS  # reported by check(); the app will not start
+
+
 def attempt_observer(app: Flask) -> Callable[[str, str], AttemptObserver]:
     """The ``RetryFactory`` observer factory; creates the app's metrics when they are on."""
-    metrics = Metrics() if _metrics_on(app.config) else None
+    metrics = Metrics(_flush_seconds_or_default(app.config)) if _metrics_on(app.config) else None
     if metrics is not None:
         app.extensions[EXTENSION_KEY] = metrics
 
