@@ -15,15 +15,15 @@ import dataclasses
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from twin_server import config as settings
 from twin_server.errors import ConfigurationError, HistoryTooLong, PersonaError
 from twin_server.grounding.budget import Overflow, Plan, plan
 from twin_server.grounding.passages import PersonaPassages, persona_passages
-from twin_server.grounding.retrieval import FOLLOW_UP, query_weights
-from twin_server.grounding.tokens import MESSAGE_OVERHEAD, TokenCounter
+from twin_server.grounding.retrieval import FOLLOW_UP, query_groups, query_weights
+from twin_server.grounding.tokens import MESSAGE_OVERHEAD, TokenCounter, estimate_from_size, extra_utf8_bytes
 from twin_server.turn.prompt import core_prompt, knowledge_sections
 from twin_server.types import Message, Persona, Source, Summary
 
@@ -67,7 +67,12 @@ class GroundingSettings:
 
 
 class PersonaView:
-    """What every turn needs of one persona, counted once: its core, its knowledge, its passages."""
+    """What every turn needs of one persona, counted once: its core, its knowledge, its passages.
+
+    Besides the token counts, the character length and extra UTF-8 bytes of each part of the
+    system prompt, so a turn can take the estimate of the prompt it joins from its parts
+    (``estimate_from_size``) instead of reading the whole prompt again.
+    """
 
     def __init__(self, persona: Persona, count: Callable[[str], int]) -> None:
         self.passages: PersonaPassages = persona_passages(persona)
@@ -84,6 +89,17 @@ class PersonaView:
         self.rendered = {p.order: f"### {p.title} [{p.id}]\n{p.text}" for p in self.knowledge}
         self.costs = {i: count("\n\n" + text) for i, text in self.rendered.items()}
         self.core_positions = tuple(p.order for p in self.passages.core)
+        self.position_costs = tuple(self.costs[i] for i in self.positions)
+        self.ids = tuple(p.id for p in self.passages.all)
+        self.knowledge_ids = tuple(self.ids[i] for i in self.positions)
+        self.sources = tuple(p.source for p in self.passages.all)
+        #: Every passage's position: what the sources are chosen among when the whole knowledge is sent.
+        self.everything = self.core_positions + self.positions
+        self.everything_set = frozenset(self.everything)
+        self.core_size = (len(self.core), extra_utf8_bytes(self.core))
+        self.whole_size = (len(self.whole) + 2, extra_utf8_bytes(self.whole))
+        self.heading_size = (len(self.heading) + 2, extra_utf8_bytes(self.heading))
+        self.rendered_sizes = {i: (len(text) + 2, extra_utf8_bytes(text)) for i, text in self.rendered.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,18 +131,25 @@ class Grounder:
         self.settings = grounding or GroundingSettings()
         self.counter = counter or TokenCounter()
         self._views: OrderedDict[int, tuple[Persona, PersonaView]] = OrderedDict()
+        # The entry looked up last: a turn asks for the same persona's view three times, without the lock.
+        self._last: tuple[Persona, PersonaView] | None = None
         self._lock = threading.Lock()
 
     def view(self, persona: Persona) -> PersonaView:
+        """The view of ``persona`` (or of the public persona a view was made for), made once."""
+        last = self._last
+        if last is not None and (last[0] is persona or last[1].persona is persona):
+            return last[1]
         key = id(persona)
         with self._lock:
             entry = self._views.get(key)
             if entry is not None and entry[0] is persona:
                 self._views.move_to_end(key)
+                self._last = entry
                 return entry[1]
         view = PersonaView(persona, self.counter.count)
         with self._lock:
-            self._views[key] = (persona, view)
+            self._views[key] = self._last = (persona, view)
             while len(self._views) > 4:
                 self._views.popitem(last=False)
         return view
@@ -145,48 +168,62 @@ class Grounder:
     def build(self, persona: Persona, message: str, history: Sequence[Message] = (), *,
               instructions: str = "", summary: Summary | None = None) -> Context:
         view = self.view(persona)
-        count = self.counter.count
+        counter = self.counter
+        count = counter.count
         message_cost = count(message) + MESSAGE_OVERHEAD
-        history_costs = [count(m.content) + MESSAGE_OVERHEAD for m in history]
+        history_costs = counter.message_costs([m.content for m in history])
         summary_text = f"\n\n{SUMMARY_HEADING}{summary.text.strip()}" if summary and summary.text.strip() else ""
         instructions_text = f"\n\n{instructions.strip()}" if instructions.strip() else ""
         budget = self.settings.context_tokens
         share = self.settings.knowledge_share
         started = time.perf_counter()
         room = max(budget - view.core_tokens - message_cost, 0)
-        ranked: list[int] = list(view.positions)
+        ranked: Sequence[int] = view.positions
+        costs: Sequence[int] = view.position_costs
+        groups = None
         if view.whole_tokens > int(room * share):
             # Best first, as far as the room could possibly hold (the plan keeps a prefix of this).
             recent = [m.content for m in reversed(history[-2:])]
             index = view.passages.index
+            groups = query_groups(message)
             ranked, spent = [], view.heading_tokens
-            for _, i in index.rank(query_weights(message, recent, idf=index.idf), start=view.first_knowledge):
+            weights = query_weights(message, recent, idf=index.idf, groups=groups)
+            for _, i in index.rank(weights, start=view.first_knowledge):
                 ranked.append(i)
                 spent += view.costs[i]
                 if spent > room:
                     break
+            costs = [view.costs[i] for i in ranked]
         retrieval = time.perf_counter() - started
-        costs = [view.costs[i] for i in ranked]
+        instructions_cost, summary_cost = count(instructions_text), count(summary_text)
+        sizes = ((len(summary_text), extra_utf8_bytes(summary_text)),
+                 (len(instructions_text), extra_utf8_bytes(instructions_text)))
         target = budget
         while True:
             try:
                 chosen = plan(target, fixed=view.core_tokens, message=message_cost, knowledge=costs,
                               whole=view.whole_tokens if view.whole else None, header=view.heading_tokens,
-                              instructions=count(instructions_text), summary=count(summary_text),
+                              instructions=instructions_cost, summary=summary_cost,
                               history=history_costs, share=share)
             except Overflow as exc:
                 raise self._overflow(view, exc, budget) from None
             system = self._system(view, ranked, chosen, summary_text, instructions_text)
             kept = tuple(history[chosen.history_start:])
-            tokens = count(system) + MESSAGE_OVERHEAD + sum(history_costs[chosen.history_start:]) + message_cost
+            system_tokens = (self._estimate(view, ranked, chosen, *sizes) if counter.estimates
+                             else count(system))
+            tokens = system_tokens + MESSAGE_OVERHEAD + sum(history_costs[chosen.history_start:]) + message_cost
             if tokens <= budget or target <= view.core_tokens + message_cost:
                 break
             target -= tokens - budget  # a tokenizer that is not additive: shrink until it fits
         if tokens > budget:
             raise self._overflow(view, Overflow(message_cost, budget - view.core_tokens), budget)
-        sent_positions = view.positions if chosen.whole else tuple(ranked[: chosen.knowledge])
+        if chosen.whole:
+            sent, among = view.knowledge_ids, view.everything_set
+        else:
+            sent_positions = tuple(ranked[: chosen.knowledge])
+            sent, among = tuple(view.ids[i] for i in sent_positions), view.core_positions + sent_positions
         started = time.perf_counter()
-        sources = self._sources(view, message, history, view.core_positions + tuple(sent_positions))
+        sources = self._sources(view, message, history, among, groups)
         retrieval += time.perf_counter() - started
         return Context(
             system=system,
@@ -194,7 +231,7 @@ class Grounder:
             sources=sources,
             passages=view.passages,
             plan=chosen,
-            sent=tuple(view.passages.all[i].id for i in sent_positions),
+            sent=sent,
             stable_prefix=len(view.core) + (len(view.whole) + 2 if chosen.whole and view.whole else 0),
             tokens=tokens,
             retrieval_seconds=retrieval,
@@ -216,14 +253,34 @@ class Grounder:
         return "".join(parts)
 
     @staticmethod
-    def _sources(view: PersonaView, message: str, history: Sequence[Message], among: Sequence[int]) -> tuple[Source, ...]:
+    def _estimate(view: PersonaView, ranked: Sequence[int], chosen: Plan, summary: tuple[int, int],
+                  instructions: tuple[int, int]) -> int:
+        """``estimate_tokens`` of what ``_system`` joins, from the sizes of its parts."""
+        chars, extra = view.core_size
+        chars += 1  # the closing newline
+        if chosen.whole and view.whole:
+            chars, extra = chars + view.whole_size[0], extra + view.whole_size[1]
+        elif chosen.knowledge:
+            chars, extra = chars + view.heading_size[0], extra + view.heading_size[1]
+            sizes = view.rendered_sizes
+            for i in ranked[: chosen.knowledge]:
+                chars, extra = chars + sizes[i][0], extra + sizes[i][1]
+        if chosen.summary:
+            chars, extra = chars + summary[0], extra + summary[1]
+        if chosen.instructions:
+            chars, extra = chars + instructions[0], extra + instructions[1]
+        return estimate_from_size(chars, extra)
+
+    @staticmethod
+    def _sources(view: PersonaView, message: str, history: Sequence[Message], among: Collection[int],
+                 groups: list[frozenset[str]] | None = None) -> tuple[Source, ...]:
         """The passages sent that bear on the question (the one before, for a bare "tell me more")."""
         index = view.passages.index
-        found = index.relevant(message, among)
+        found = index.relevant(message, among, groups=groups)
         if not found and FOLLOW_UP.match(message):
             earlier = next((m.content for m in reversed(history) if m.role == "user"), "")
             found = index.relevant(earlier, among) if earlier else []
-        return tuple(view.passages.all[i].source for i in found)
+        return tuple(view.sources[i] for i in found)
 
     @staticmethod
     def _overflow(view: PersonaView, exc: Overflow, budget: int) -> Exception:
