@@ -93,9 +93,6 @@ class PersonaView:
         self.ids = tuple(p.id for p in self.passages.all)
         self.knowledge_ids = tuple(self.ids[i] for i in self.positions)
         self.sources = tuple(p.source for p in self.passages.all)
-        #: Every passage's position: what the sources are chosen among when the whole knowledge is sent.
-        self.everything = self.core_positions + self.positions
-        self.everything_set = frozenset(self.everything)
         self.core_size = (len(self.core), extra_utf8_bytes(self.core))
         self.whole_size = (len(self.whole) + 2, extra_utf8_bytes(self.whole))
         self.heading_size = (len(self.heading) + 2, extra_utf8_bytes(self.heading))
@@ -218,7 +215,7 @@ class Grounder:
         if tokens > budget:
             raise self._overflow(view, Overflow(message_cost, budget - view.core_tokens), budget)
         if chosen.whole:
-            sent, among = view.knowledge_ids, view.everything_set
+            sent, among = view.knowledge_ids, None  # every passage is sent: the sources are chosen among all
         else:
             sent_positions = tuple(ranked[: chosen.knowledge])
             sent, among = tuple(view.ids[i] for i in sent_positions), view.core_positions + sent_positions
@@ -272,7 +269,7 @@ class Grounder:
         return estimate_from_size(chars, extra)
 
     @staticmethod
-    def _sources(view: PersonaView, message: str, history: Sequence[Message], among: Collection[int],
+    def _sources(view: PersonaView, message: str, history: Sequence[Message], among: Collection[int] | None,
                  groups: list[frozenset[str]] | None = None) -> tuple[Source, ...]:
         """The passages sent that bear on the question (the one before, for a bare "tell me more")."""
         index = view.passages.index

@@ -168,6 +168,7 @@ class PassageIndex:
                 values.append(self._idf[term] * norm)
         self._postings = postings
         self._contrib: list[dict[str, float]] = [{} for _ in self.passages]
+        self._term_sets: dict[int, frozenset[str]] = {}  # filled as ``relevant`` and ``attribute`` ask
         for term, (ids, values) in postings.items():
             for i, value in zip(ids, values):
                 self._contrib[i][term] = value
@@ -231,19 +232,21 @@ class PassageIndex:
             for term in group:
                 weights[term] = 1.0
         chosen = among if among is None or isinstance(among, (set, frozenset)) else set(among)
-        walk = sum(len(self._postings[t][0]) for t in weights if t in self._postings)
-        if chosen is None or walk <= len(chosen) * len(weights):
-            scores = [(s, i) for i, s in self.scores(weights).items() if chosen is None or i in chosen]
+        # (-score, position): sorted as is, best first, ties in the persona's order.
+        if chosen is None:
+            ranked = [(-s, i) for i, s in self.scores(weights).items()]
+        elif sum(len(self._postings[t][0]) for t in weights if t in self._postings) <= len(chosen) * len(weights):
+            ranked = [(-s, i) for i, s in self.scores(weights).items() if i in chosen]
         else:  # a few passages of a large persona: scoring each costs less than the postings walk
-            scores = [(s, i) for i in chosen if (s := self.score_of(i, weights)) > 0]
-        scores.sort(key=lambda pair: (-pair[0], pair[1]))
-        best = scores[0][0] if scores else 0.0
+            ranked = [(-s, i) for i in chosen if (s := self.score_of(i, weights)) > 0]
+        ranked.sort()
+        best = -ranked[0][0] if ranked else 0.0
         out: list[int] = []
-        for score, i in scores:
-            if len(out) >= limit or score < best * relative:
+        for negated, i in ranked:
+            if len(out) >= limit or -negated < best * relative:
                 break
             have = self.terms_of(i)
-            matched = sum(w for g, w in zip(groups, weight_of) if g & have)
+            matched = sum(w for g, w in zip(groups, weight_of) if not have.isdisjoint(g))
             if matched / total >= coverage:
                 out.append(i)
         return out
@@ -262,7 +265,7 @@ class PassageIndex:
         return sum(w * contrib[t] for t, w in weights.items() if t in contrib)
 
     def terms_of(self, i: int) -> frozenset[str]:
-        cache = self.__dict__.setdefault("_term_sets", {})
+        cache = self._term_sets
         found = cache.get(i)
         if found is None:
             p = self.passages[i]
