@@ -67,11 +67,12 @@ class GroundingSettings:
 
 
 class PersonaView:
-    """What every turn needs of one persona, counted once: its core, its knowledge, its passages.
+    """What every turn needs of one persona, made and counted once: its core, its knowledge, its passages.
 
-    Besides the token counts, the character length and extra UTF-8 bytes of each part of the
-    system prompt, so a turn can take the estimate of the prompt it joins from its parts
-    (``estimate_from_size``) instead of reading the whole prompt again.
+    The knowledge is kept as the blocks the system prompt joins (each with the blank line before
+    it), with each block's token count and its size: its characters and extra UTF-8 bytes, from
+    which a turn takes the estimate of the prompt it joins (``estimate_from_size``) without
+    reading the prompt again.
     """
 
     def __init__(self, persona: Persona, count: Callable[[str], int]) -> None:
@@ -79,24 +80,29 @@ class PersonaView:
         self.persona = public = self.passages.persona
         self.core = core_prompt(public)
         self.core_tokens = count(self.core + "\n") + MESSAGE_OVERHEAD
-        self.whole = "\n\n".join(knowledge_sections(public))
-        self.whole_tokens = count("\n\n" + self.whole) if self.whole else 0
-        self.heading = knowledge_heading(public.full_name)
-        self.heading_tokens = count("\n\n" + self.heading)
+        self.core_size = _size(self.core)
+        whole = "\n\n".join(knowledge_sections(public))
+        #: The whole knowledge as sections ("" when the persona has none).
+        self.whole = "\n\n" + whole if whole else ""
+        self.whole_tokens = count(self.whole) if whole else 0
+        self.heading = "\n\n" + knowledge_heading(public.full_name)
+        self.heading_tokens = count(self.heading)
+        self.whole_size, self.heading_size = _size(self.whole), _size(self.heading)
         self.knowledge = self.passages.knowledge
         self.positions = tuple(p.order for p in self.knowledge)
         self.first_knowledge = self.positions[0] if self.positions else len(self.passages.all)
-        self.rendered = {p.order: f"### {p.title} [{p.id}]\n{p.text}" for p in self.knowledge}
-        self.costs = {i: count("\n\n" + text) for i, text in self.rendered.items()}
-        self.core_positions = tuple(p.order for p in self.passages.core)
+        self.blocks = {p.order: f"\n\n### {p.title} [{p.id}]\n{p.text}" for p in self.knowledge}
+        self.costs = {i: count(block) for i, block in self.blocks.items()}
+        self.sizes = {i: _size(block) for i, block in self.blocks.items()}
         self.position_costs = tuple(self.costs[i] for i in self.positions)
+        self.core_positions = tuple(p.order for p in self.passages.core)
         self.ids = tuple(p.id for p in self.passages.all)
         self.knowledge_ids = tuple(self.ids[i] for i in self.positions)
         self.sources = tuple(p.source for p in self.passages.all)
-        self.core_size = (len(self.core), extra_utf8_bytes(self.core))
-        self.whole_size = (len(self.whole) + 2, extra_utf8_bytes(self.whole))
-        self.heading_size = (len(self.heading) + 2, extra_utf8_bytes(self.heading))
-        self.rendered_sizes = {i: (len(text) + 2, extra_utf8_bytes(text)) for i, text in self.rendered.items()}
+
+
+def _size(text: str) -> tuple[int, int]:
+    return len(text), extra_utf8_bytes(text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,7 +224,7 @@ class Grounder:
             sent, among = view.knowledge_ids, None  # every passage is sent: the sources are chosen among all
         else:
             sent_positions = tuple(ranked[: chosen.knowledge])
-            sent, among = tuple(view.ids[i] for i in sent_positions), view.core_positions + sent_positions
+            sent, among = tuple(map(view.ids.__getitem__, sent_positions)), view.core_positions + sent_positions
         started = time.perf_counter()
         sources = self._sources(view, message, history, among, groups)
         retrieval += time.perf_counter() - started
@@ -229,7 +235,7 @@ class Grounder:
             passages=view.passages,
             plan=chosen,
             sent=sent,
-            stable_prefix=len(view.core) + (len(view.whole) + 2 if chosen.whole and view.whole else 0),
+            stable_prefix=len(view.core) + (len(view.whole) if chosen.whole else 0),
             tokens=tokens,
             retrieval_seconds=retrieval,
         )
@@ -238,10 +244,10 @@ class Grounder:
     def _system(view: PersonaView, ranked: Sequence[int], chosen: Plan, summary: str, instructions: str) -> str:
         parts = [view.core]
         if chosen.whole and view.whole:
-            parts.append("\n\n" + view.whole)
+            parts.append(view.whole)
         elif chosen.knowledge:
-            parts.append("\n\n" + view.heading)
-            parts.extend("\n\n" + view.rendered[i] for i in ranked[: chosen.knowledge])
+            parts.append(view.heading)
+            parts.extend(map(view.blocks.__getitem__, ranked[: chosen.knowledge]))
         if chosen.summary:
             parts.append(summary)
         if chosen.instructions:
@@ -259,7 +265,7 @@ class Grounder:
             chars, extra = chars + view.whole_size[0], extra + view.whole_size[1]
         elif chosen.knowledge:
             chars, extra = chars + view.heading_size[0], extra + view.heading_size[1]
-            sizes = view.rendered_sizes
+            sizes = view.sizes
             for i in ranked[: chosen.knowledge]:
                 chars, extra = chars + sizes[i][0], extra + sizes[i][1]
         if chosen.summary:
