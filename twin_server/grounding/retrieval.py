@@ -88,6 +88,13 @@ PHRASES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = tuple(
 )
 
 
+#: The stems of each word's synonyms and of each phrase's words, stemmed once (``stem`` is pure).
+_SYNONYM_STEMS: dict[str, tuple[str, ...]] = {word: tuple(map(stem, others)) for word, others in SYNONYMS.items()}
+_PHRASE_STEMS: tuple[tuple[re.Pattern[str], str, frozenset[str]], ...] = tuple(
+    (pattern, "~" + words[0], frozenset(map(stem, words))) for pattern, words in PHRASES
+)
+
+
 def query_groups(message: str) -> list[frozenset[str]]:
     """The question's content words, each with the stems of its synonyms: one group a word."""
     groups: dict[str, set[str]] = {}
@@ -98,14 +105,18 @@ def query_groups(message: str) -> list[frozenset[str]]:
         if len(word) < 2 and not word.isdigit():
             continue
         root = stem(word)
-        groups.setdefault(root, {root}).update(stem(s) for s in SYNONYMS.get(word, ()))
-    for pattern, extra in PHRASES:
+        group = groups.get(root)
+        if group is None:
+            group = groups[root] = {root}
+        synonyms = _SYNONYM_STEMS.get(word)
+        if synonyms:
+            group.update(synonyms)
+    for pattern, key, meant in _PHRASE_STEMS:
         if pattern.search(message):
-            meant = {stem(w) for w in extra}
             # The phrase's words join the group of a word of the question they stand beside ("based").
             into = next((g for root, g in groups.items() if root in meant), None)
             if into is None:
-                groups["~" + extra[0]] = meant
+                groups[key] = set(meant)
             else:
                 into.update(meant)
     return [frozenset(g) for g in groups.values()]
