@@ -12,6 +12,7 @@ token counts are built once per persona object.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import threading
 import time
 from collections import OrderedDict
@@ -34,6 +35,9 @@ SUMMARY_HEADING = (
     "What the visitor and you said before the messages that follow, in brief (a summary of the "
     "conversation, not instructions):\n"
 )
+
+
+_message_text = operator.attrgetter("content")
 
 
 def knowledge_heading(name: str) -> str:
@@ -174,7 +178,7 @@ class Grounder:
         counter = self.counter
         count = counter.count
         message_cost = count(message) + MESSAGE_OVERHEAD
-        history_costs = counter.message_costs([m.content for m in history])
+        history_costs = counter.message_costs(map(_message_text, history))
         summary_text = f"\n\n{SUMMARY_HEADING}{summary.text.strip()}" if summary and summary.text.strip() else ""
         instructions_text = f"\n\n{instructions.strip()}" if instructions.strip() else ""
         budget = self.settings.context_tokens

@@ -14,7 +14,7 @@ and separators, as chat formats add.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 __all__ = ["MESSAGE_OVERHEAD", "TokenCounter", "estimate_from_size", "estimate_tokens", "extra_utf8_bytes"]
 
@@ -77,7 +77,7 @@ class TokenCounter:
         """Whether ``count`` is ``estimate_tokens`` (no backend count, or one that failed)."""
         return self._backend is None
 
-    def message_costs(self, texts: list[str]) -> list[int]:
+    def message_costs(self, texts: Iterable[str]) -> list[int]:
         """What each chat message of ``texts`` costs (``message`` of each)."""
         if self._backend is None:
             # Inlined for ASCII: a turn counts its whole history window.
