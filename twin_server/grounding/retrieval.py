@@ -229,7 +229,7 @@ class PassageIndex:
         A passage counts when it matches the question's words (or their synonyms) carrying at
         least ``coverage`` of the question's idf weight, so a single common word is not enough,
         and scores at least ``relative`` of the best passage. ``groups``: the message's
-        ``query_groups`` when the caller has them already; a set ``among`` is used as it is.
+        ``query_groups`` when the caller has them already.
         """
         if groups is None:
             groups = query_groups(message)
@@ -242,7 +242,7 @@ class PassageIndex:
         for group in groups:
             for term in group:
                 weights[term] = 1.0
-        chosen = among if among is None or isinstance(among, (set, frozenset)) else set(among)
+        chosen = None if among is None else set(among)
         # (-score, position): sorted as is, best first, ties in the persona's order.
         if chosen is None:
             ranked = [(-s, i) for i, s in self.scores(weights).items()]
