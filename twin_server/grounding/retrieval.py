@@ -88,6 +88,13 @@ PHRASES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = tuple(
 )
 
 
+#: The stems of each word's synonyms and of each phrase's words, stemmed once (``stem`` is pure).
+_SYNONYM_STEMS: dict[str, tuple[str, ...]] = {word: tuple(map(stem, others)) for word, others in SYNONYMS.items()}
+_PHRASE_STEMS: tuple[tuple[re.Pattern[str], str, frozenset[str]], ...] = tuple(
+    (pattern, "~" + words[0], frozenset(map(stem, words))) for pattern, words in PHRASES
+)
+
+
 def query_groups(message: str) -> list[frozenset[str]]:
     """The question's content words, each with the stems of its synonyms: one group a word."""
     groups: dict[str, set[str]] = {}
@@ -98,25 +105,31 @@ def query_groups(message: str) -> list[frozenset[str]]:
         if len(word) < 2 and not word.isdigit():
             continue
         root = stem(word)
-        groups.setdefault(root, {root}).update(stem(s) for s in SYNONYMS.get(word, ()))
-    for pattern, extra in PHRASES:
+        group = groups.get(root)
+        if group is None:
+            group = groups[root] = {root}
+        synonyms = _SYNONYM_STEMS.get(word)
+        if synonyms:
+            group.update(synonyms)
+    for pattern, key, meant in _PHRASE_STEMS:
         if pattern.search(message):
-            meant = {stem(w) for w in extra}
             # The phrase's words join the group of a word of the question they stand beside ("based").
             into = next((g for root, g in groups.items() if root in meant), None)
             if into is None:
-                groups["~" + extra[0]] = meant
+                groups[key] = set(meant)
             else:
                 into.update(meant)
     return [frozenset(g) for g in groups.values()]
 
 
 def query_weights(message: str, recent: Sequence[str] = (), recent_weight: float = 0.4,
-                  idf: Callable[[str], float] | None = None, recent_terms: int = 6) -> dict[str, float]:
+                  idf: Callable[[str], float] | None = None, recent_terms: int = 6,
+                  groups: Sequence[frozenset[str]] | None = None) -> dict[str, float]:
     """Term weights of a question: its own words at 1 (synonyms at 0.8), then the rarest few words of
-    the recent turns (newest first, ``recent_terms`` at most, by ``idf``) at ``recent_weight`` and less."""
+    the recent turns (newest first, ``recent_terms`` at most, by ``idf``) at ``recent_weight`` and less.
+    ``groups``: the message's ``query_groups`` when the caller has them already."""
     weights: dict[str, float] = {}
-    for group in query_groups(message):
+    for group in query_groups(message) if groups is None else groups:
         for term in group:
             weights[term] = max(weights.get(term, 0.0), 0.8)
     for term in terms(message):
@@ -127,7 +140,8 @@ def query_weights(message: str, recent: Sequence[str] = (), recent_weight: float
             if term not in weights and term not in extra:
                 extra[term] = weight
         weight /= 2
-    rarest = sorted(extra, key=lambda t: -(idf(t) if idf else 0.0))[:recent_terms]
+    # reverse=True keeps the ties in their order, as a key of -idf would.
+    rarest = sorted(extra, key=idf, reverse=True)[:recent_terms] if idf else list(extra)[:recent_terms]
     weights.update((t, extra[t]) for t in rarest if not idf or idf(t) > 0)
     return weights
 
@@ -152,6 +166,8 @@ class PassageIndex:
             df.update(count.keys())
         n = len(self.passages)
         self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+        #: The idf of a word no passage holds.
+        self._unknown = math.log(1 + (n + 0.5) / 0.5)
         # Per term: the passages holding it and their BM25 contribution (idf × saturated tf), so a
         # query costs its terms' postings only.
         postings: dict[str, tuple[list[int], list[float]]] = {}
@@ -163,6 +179,7 @@ class PassageIndex:
                 values.append(self._idf[term] * norm)
         self._postings = postings
         self._contrib: list[dict[str, float]] = [{} for _ in self.passages]
+        self._term_sets: dict[int, frozenset[str]] = {}  # filled as ``relevant`` and ``attribute`` ask
         for term, (ids, values) in postings.items():
             for i, value in zip(ids, values):
                 self._contrib[i][term] = value
@@ -192,26 +209,31 @@ class PassageIndex:
         """
         rare = {t: w for t, w in weights.items() if self._idf.get(t, 0.0) >= self.COMMON_IDF}
         scores = self.scores(rare or weights)
-        items = [(v, i) for i, v in scores.items() if i >= start]
-        key = lambda pair: (-pair[0], pair[1])  # noqa: E731
-        head = heapq.nsmallest(self.FIRST, items, key=key)
-        yield from head
+        # (-score, position): sorted as is, best first, ties in the persona's order.
+        items = [(-v, i) for i, v in scores.items() if i >= start]
+        head = heapq.nsmallest(self.FIRST, items)
+        for negated, i in head:
+            yield -negated, i
         if len(items) > len(head):
-            yield from sorted(items, key=key)[len(head):]
+            for negated, i in sorted(items)[len(head):]:
+                yield -negated, i
         for i in range(start, len(self.passages)):
             if i not in scores:
                 yield 0.0, i
 
     def relevant(self, message: str, among: Iterable[int] | None = None, *, limit: int = 5,
-                 relative: float = 0.5, coverage: float = 0.5) -> list[int]:
+                 relative: float = 0.5, coverage: float = 0.5,
+                 groups: Sequence[frozenset[str]] | None = None) -> list[int]:
         """The passages a reply to ``message`` is based on, best first (``[]`` when none is).
 
         A passage counts when it matches the question's words (or their synonyms) carrying at
         least ``coverage`` of the question's idf weight, so a single common word is not enough,
-        and scores at least ``relative`` of the best passage.
+        and scores at least ``relative`` of the best passage. ``groups``: the message's
+        ``query_groups`` when the caller has them already.
         """
-        groups = query_groups(message)
-        unknown = self._unknown_idf()
+        if groups is None:
+            groups = query_groups(message)
+        unknown = self._unknown
         weight_of = [max((self._idf[t] for t in g if t in self._idf), default=unknown) for g in groups]
         total = sum(weight_of)
         if not total:
@@ -221,19 +243,21 @@ class PassageIndex:
             for term in group:
                 weights[term] = 1.0
         chosen = None if among is None else set(among)
-        walk = sum(len(self._postings[t][0]) for t in weights if t in self._postings)
-        if chosen is None or walk <= len(chosen) * len(weights):
-            scores = [(s, i) for i, s in self.scores(weights).items() if chosen is None or i in chosen]
+        # (-score, position): sorted as is, best first, ties in the persona's order.
+        if chosen is None:
+            ranked = [(-s, i) for i, s in self.scores(weights).items()]
+        elif sum(len(self._postings[t][0]) for t in weights if t in self._postings) <= len(chosen) * len(weights):
+            ranked = [(-s, i) for i, s in self.scores(weights).items() if i in chosen]
         else:  # a few passages of a large persona: scoring each costs less than the postings walk
-            scores = [(s, i) for i in chosen if (s := self.score_of(i, weights)) > 0]
-        scores.sort(key=lambda pair: (-pair[0], pair[1]))
-        best = scores[0][0] if scores else 0.0
+            ranked = [(-s, i) for i in chosen if (s := self.score_of(i, weights)) > 0]
+        ranked.sort()
+        best = -ranked[0][0] if ranked else 0.0
         out: list[int] = []
-        for score, i in scores:
-            if len(out) >= limit or score < best * relative:
+        for negated, i in ranked:
+            if len(out) >= limit or -negated < best * relative:
                 break
             have = self.terms_of(i)
-            matched = sum(w for g, w in zip(groups, weight_of) if g & have)
+            matched = sum(w for g, w in zip(groups, weight_of) if not have.isdisjoint(g))
             if matched / total >= coverage:
                 out.append(i)
         return out
@@ -251,12 +275,8 @@ class PassageIndex:
         contrib = self._contrib[position]
         return sum(w * contrib[t] for t, w in weights.items() if t in contrib)
 
-    def _unknown_idf(self) -> float:
-        n = len(self.passages)
-        return math.log(1 + (n + 0.5) / 0.5)
-
     def terms_of(self, i: int) -> frozenset[str]:
-        cache = self.__dict__.setdefault("_term_sets", {})
+        cache = self._term_sets
         found = cache.get(i)
         if found is None:
             p = self.passages[i]

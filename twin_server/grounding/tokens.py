@@ -14,9 +14,9 @@ and separators, as chat formats add.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-__all__ = ["MESSAGE_OVERHEAD", "TokenCounter", "estimate_tokens"]
+__all__ = ["MESSAGE_OVERHEAD", "TokenCounter", "estimate_from_size", "estimate_tokens", "extra_utf8_bytes"]
 
 log = logging.getLogger("twin_server.grounding")
 
@@ -29,6 +29,19 @@ def estimate_tokens(text: str) -> int:
     if text.isascii():
         return -(-len(text) // 3)
     return -(-len(text) // 3) + len(text.encode("utf-8", "surrogatepass")) - len(text)
+
+
+def extra_utf8_bytes(text: str) -> int:
+    """The UTF-8 bytes of ``text`` beyond one a character: with the length, what the estimate of a
+    concatenation is made of, since both add up across the parts (``estimate_from_size``)."""
+    if text.isascii():
+        return 0
+    return len(text.encode("utf-8", "surrogatepass")) - len(text)
+
+
+def estimate_from_size(chars: int, extra_bytes: int) -> int:
+    """``estimate_tokens`` of a text of ``chars`` characters and ``extra_bytes`` (``extra_utf8_bytes``)."""
+    return -(-chars // 3) + extra_bytes
 
 
 class TokenCounter:
@@ -58,6 +71,19 @@ class TokenCounter:
         return estimate_tokens(text)
 
     __call__ = count
+
+    @property
+    def estimates(self) -> bool:
+        """Whether ``count`` is ``estimate_tokens`` (no backend count, or one that failed)."""
+        return self._backend is None
+
+    def message_costs(self, texts: Iterable[str]) -> list[int]:
+        """What each chat message of ``texts`` costs (``message`` of each)."""
+        if self._backend is None:
+            # Inlined for ASCII: a turn counts its whole history window.
+            return [-(-len(t) // 3) + MESSAGE_OVERHEAD if t.isascii() else estimate_tokens(t) + MESSAGE_OVERHEAD
+                    for t in texts]
+        return [self.count(t) + MESSAGE_OVERHEAD for t in texts]
 
     def message(self, text: str) -> int:
         """What one chat message of ``text`` costs."""
