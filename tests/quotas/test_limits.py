@@ -245,3 +245,24 @@ def test_the_ipv6_prefix_is_a_setting(scripted_app):
     for bad in (0, 129, "wide"):
         with pytest.raises(StartupError, match="TWIN_RATE_LIMIT_IPV6_PREFIX"):
             scripted_app(RATE_LIMIT_IPV6_PREFIX=bad)
+
+
+def test_keys_worked_out_once_stay_bounded_and_count_on_after_the_table_empties(monkeypatch):
+    import limits as limits_lib
+
+    from twin_server.quotas import policy
+
+    monkeypatch.setattr(policy, "KEYS_KEPT", 8)
+    storage = MemoryStorage()
+    rate = policy.RateLimit(limits_lib.parse_many("100/minute;1000/day"), storage)
+    first = rate.windows("192.0.2.1")
+    assert first == [("LIMITER/chat/192.0.2.1/100/1/minute", 60), ("LIMITER/chat/192.0.2.1/1000/1/day", 86400)]
+    allowance = SessionAllowance(storage, max_messages=30)
+    for n in range(20):  # more clients and sessions than the tables keep
+        rate.windows(f"192.0.2.{n + 2}")
+        allowance(TurnRequest(f"visitor-{n:04d}", "hi"))
+        assert len(rate._windows) <= 8 and len(allowance._session_keys) <= 8
+    assert rate.windows("192.0.2.1") == first  # worked out again, the same
+    for _ in range(3):
+        allowance(TurnRequest("visitor-0000", "hi"))
+    assert storage.get(allowance._session_key("visitor-0000") + "/messages") == 4

@@ -168,6 +168,10 @@ def visitor_chars(request: TurnRequest) -> int:
     return len(request.text) + len(request.instructions) + sum(len(message.content) for message in history)
 
 
+#: Clients' window keys, and sessions' counter keys, kept worked out (each table emptied when it is full).
+KEYS_KEPT = 4096
+
+
 def _unreachable() -> BackendUnavailable:
     return BackendUnavailable("the rate-limit storage did not answer")
 
@@ -205,23 +209,33 @@ class RateLimit:
         self.storage = storage
         self.ipv6_prefix = ipv6_prefix
         self.expiries = [item.get_expiry() for item in self.items]
+        self._windows: dict[str, list[tuple[str, float]]] = {}
 
-    def _count(self, keys: list[str]) -> list[int]:
+    def windows(self, client: str) -> list[tuple[str, float]]:
+        """Each window's ``(key, expiry)`` for ``client``, worked out once per client (a bounded table)."""
+        windows = self._windows.get(client)
+        if windows is None:
+            if len(self._windows) >= KEYS_KEPT:
+                self._windows.clear()
+            windows = self._windows[client] = [
+                (item.key_for("chat", client), expiry) for item, expiry in zip(self.items, self.expiries)]
+        return windows
+
+    def _count(self, windows: list[tuple[str, float]]) -> list[int]:
         incr_many = getattr(self.storage, "incr_many", None)
         if incr_many is not None:
-            return incr_many(list(zip(keys, self.expiries)))
-        return [self.storage.incr(key, expiry) for key, expiry in zip(keys, self.expiries)]
+            return incr_many(windows)
+        return [self.storage.incr(key, expiry) for key, expiry in windows]
 
     def check(self) -> None:
         """The ``before_request`` hook: count a chat, or refuse it with its Retry-After."""
         current = request._get_current_object()  # one context lookup, not three
         if not counted(current.method, current.path):
             return
-        client = client_key(current.remote_addr, self.ipv6_prefix)
-        keys = [item.key_for("chat", client) for item in self.items]
+        windows = self.windows(client_key(current.remote_addr, self.ipv6_prefix))
         try:
-            counts = self._count(keys)
-            for item, key, count in zip(self.items, keys, counts):
+            counts = self._count(windows)
+            for item, (key, _), count in zip(self.items, windows, counts):
                 if count > item.amount:
                     retry_after = max(1.0, self.storage.get_expiry(key) - time.time())
                     raise LimitExceeded(
@@ -264,10 +278,17 @@ class SessionAllowance:
         self.budget_unit_chars = budget_unit_chars
         self.secret: bytes = getattr(storage, "secret", b"")  # the shm table's; other storages have no slots to aim at
         self._today: tuple[str, float, float] | None = None  # (budget key, day's end, day's start)
+        self._session_keys: dict[str, str] = {}  # session id: its counters' key, worked out once (bounded)
 
     def _session_key(self, session_id: str) -> str:
-        digest = hashlib.blake2b(session_id.encode(), digest_size=16, key=self.secret, person=b"twin-session").hexdigest()
-        return f"twin/session/{digest}"
+        key = self._session_keys.get(session_id)
+        if key is None:
+            if len(self._session_keys) >= KEYS_KEPT:
+                self._session_keys.clear()
+            digest = hashlib.blake2b(session_id.encode(), digest_size=16, key=self.secret,
+                                     person=b"twin-session").hexdigest()
+            key = self._session_keys[session_id] = f"twin/session/{digest}"
+        return key
 
     def __call__(self, turn: TurnRequest) -> None:
         try:
