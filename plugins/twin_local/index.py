@@ -77,9 +77,16 @@ class PersonaIndex:
                             key=lambda p: (p.year, -p.order))
         # How each passage reads when said, on its own or after another project ("Another is ...").
         self._spoken = [(p.text, follow_on(p.text, p.text)) for p in self.passages]
-        self._alone = [p.text for p in self.passages]
-        self._after_another = [(p.order, after) for p, (alone, after) in zip(self.passages, self._spoken)
-                               if after != alone]
+        # A reply can only say a passage when it has the passage's rarest inner word, whichever way it is said.
+        inner = [_inner_words(alone) & _inner_words(after) for alone, after in self._spoken]
+        shared = Counter(word for words in inner for word in words)
+        self._unmarked: list[int] = []
+        self._marked: dict[str, list[int]] = {}
+        for i, words in enumerate(inner):
+            if words:
+                self._marked.setdefault(min(words, key=lambda w: (shared[w], -len(w), w)), []).append(i)
+            else:
+                self._unmarked.append(i)
         self._source_ids: list[str | None] | None = None
         full_name = normalise(persona.full_name)
         #: The first word of the person's name, normalised: "ada".
@@ -91,12 +98,15 @@ class PersonaIndex:
 
     def said_in(self, text: str) -> list[Passage]:
         """The passages ``text`` says, in the order it says them."""
-        found = [(at, i) for i, at in enumerate(map(text.find, self._alone)) if at >= 0]
-        for i, after_another in self._after_another:
-            if text.find(self._alone[i]) < 0:
+        found = []
+        marked = self._marked
+        for i in self._unmarked + [i for word in marked.keys() & text.split() for i in marked[word]]:
+            alone, after_another = self._spoken[i]
+            at = text.find(alone)
+            if at < 0 and after_another != alone:
                 at = text.find(after_another)
-                if at >= 0:
-                    found.append((at, i))
+            if at >= 0:
+                found.append((at, i))
         found.sort()
         return [self.passages[i] for _, i in found]
 
@@ -198,6 +208,11 @@ class PersonaIndex:
         """The dated facts said in ``texts``, oldest first."""
         joined = "\n".join(texts)
         return [p for p in self.dated if p.text in joined]
+
+
+def _inner_words(text: str) -> frozenset[str]:
+    """The words of ``text`` with whitespace on both sides inside it: any text holding ``text`` has them as words."""
+    return frozenset(text.split()[1:-1])
 
 
 def _source_file(passage: Passage) -> str:
