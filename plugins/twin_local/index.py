@@ -99,8 +99,7 @@ class PersonaIndex:
     def said_in(self, text: str) -> list[Passage]:
         """The passages ``text`` says, in the order it says them."""
         found = []
-        marked = self._marked
-        for i in self._unmarked + [i for word in marked.keys() & text.split() for i in marked[word]]:
+        for i in self._may_say(text):
             alone, after_another = self._spoken[i]
             at = text.find(alone)
             if at < 0 and after_another != alone:
@@ -112,8 +111,14 @@ class PersonaIndex:
 
     def said_any(self, texts: Iterable[str]) -> set[str]:
         """The texts of the passages said somewhere in ``texts``."""
-        return {alone for text in texts for alone, after_another in self._spoken
-                if alone in text or after_another in text}
+        spoken = self._spoken
+        return {spoken[i][0] for text in texts for i in self._may_say(text)
+                if spoken[i][0] in text or spoken[i][1] in text}
+
+    def _may_say(self, text: str) -> list[int]:
+        """The passages ``text`` can hold: those whose marker word it has as a word, and those without one."""
+        marked = self._marked
+        return self._unmarked + [i for word in marked.keys() & text.split() for i in marked[word]]
 
     def source_ids(self) -> list[str | None]:
         """Each passage's persona passage id (``twin_server.persona_passages``), by ``order``; None for none.
@@ -131,8 +136,8 @@ class PersonaIndex:
         return self._idf.get(term, self.unknown_idf)
 
     def rank(self, terms: Mapping[str, float], boosts: Mapping[str, float],
-             kinds: frozenset[str] = frozenset()) -> list[tuple[float, Passage]]:
-        """(score, passage) best first; ties keep the persona's order."""
+             kinds: frozenset[str] = frozenset(), best: int | None = None) -> list[tuple[float, Passage]]:
+        """(score, passage) best first, the ``best`` first ones only when given; ties keep the persona's order."""
         own = {t for t, w in terms.items() if w >= 1}
         scores = [0.0] * len(self.passages)
         postings = self._postings
@@ -160,12 +165,17 @@ class PersonaIndex:
                     near = sum(w for t, w in focus.items() if t in passage.near_numbers) / focus_total
                     scores[i] += self.KIND_BOOST * (0.25 + 0.75 * near)
         # A stable sort, so reverse=True keeps equal scores in the persona's order.
-        order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
+        order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)[:best]
         return [(scores[i], self.passages[i]) for i in order]
 
     def boost(self, passage: Passage, boosts: Mapping[str, float]) -> float:
         """The largest intent boost among the passage's tags; a note named like a topic gets a share of it."""
-        return max((share * boosts.get(tag, 0.0) for tag, share in self._tag_shares[passage.order]), default=0.0)
+        best = 0.0  # boosts and shares are positive: a tag without a boost adds 0.0
+        for tag, share in self._tag_shares[passage.order]:
+            value = share * boosts.get(tag, 0.0)
+            if value > best:
+                best = value
+        return best
 
     def coverage(self, passage: Passage, groups: Mapping[str, frozenset[str]], literal: bool = False) -> float:
         """How much of the question (by idf weight) this one passage answers, 0..1.

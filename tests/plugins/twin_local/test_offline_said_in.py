@@ -68,3 +68,13 @@ def test_said_in_every_passage_and_every_pair(index: PersonaIndex) -> None:
     for a in texts:
         for joined in [a, follow_on(a, a), "Hi! " + a] + [a + sep + follow_on(a, b) for b in texts for sep in " \n"]:
             assert [p.order for p in index.said_in(joined)] == _searched(index, joined), joined
+
+
+@pytest.mark.parametrize("index", INDEXES, ids=["ada", "nested"])
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_said_any_finds_what_a_search_finds(index: PersonaIndex, data: st.DataObject) -> None:
+    texts = ["".join(data.draw(st.lists(_pieces(index), max_size=4))) for _ in range(data.draw(st.integers(0, 3)))]
+    want = {p.text for p in index.passages for text in texts
+            if p.text in text or follow_on(p.text, p.text) in text}
+    assert index.said_any(texts) == want
