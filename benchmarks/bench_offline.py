@@ -1,8 +1,8 @@
 """The offline model's cost per turn, against a bare Flask request, in one run.
 
 Every question of the golden set (``evals/example.jsonl``), each with its
-history and the model's own earlier replies, is answered with the query
-analysis caches cleared first, so each turn pays for reading a new message.
+history and the model's own earlier replies, is answered with the message
+caches cleared first (``analysis.clear_message_caches``), so each turn pays for reading a new message.
 The baseline is one request to the bare Flask JSON endpoint through Flask's
 test client in the same process. Rounds alternate between the two.
 
@@ -47,8 +47,7 @@ def main() -> None:
     for _ in range(ROUNDS):
         started = time.perf_counter()
         for prompt in work:
-            analysis.query_terms.cache_clear()
-            analysis._analyse.cache_clear()
+            analysis.clear_message_caches()
             llm.complete(prompt)
         offline.append((time.perf_counter() - started) / len(work))
         started = time.perf_counter()

@@ -11,10 +11,14 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import Any, ParamSpec, TypeVar
 
 import snowballstemmer
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 STOPWORDS = frozenset(
     """
@@ -142,6 +146,24 @@ _SPOKEN = re.compile(r"\b(speak|spoken|fluent|native|foreign|mother tongue)\b")
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:\+\+|#)?")
 _local = threading.local()
+_MESSAGE_CACHES: list[Any] = []
+
+
+def message_cache(function: Callable[P, R]) -> Callable[P, R]:
+    """``function`` cached by its arguments: what is read off a message's text.
+
+    A conversation's earlier messages are read again on every follow-up;
+    ``clear_message_caches`` forgets them all.
+    """
+    cached = functools.lru_cache(maxsize=1024)(function)
+    _MESSAGE_CACHES.append(cached)
+    return cached  # type: ignore[return-value]
+
+
+def clear_message_caches() -> None:
+    """Forget every message read so far, so the next one is read afresh (what ``benchmarks.bench_offline`` does)."""
+    for cached in _MESSAGE_CACHES:
+        cached.cache_clear()
 
 
 @functools.lru_cache(maxsize=8192)
@@ -158,6 +180,7 @@ def stem(word: str) -> str:
 _SPACE = re.compile(r"\s+")
 
 
+@message_cache
 def normalise(text: str) -> str:
     """Lower-cased, curly apostrophes straightened, whitespace collapsed."""
     return _SPACE.sub(" ", text.replace("’", "'").lower()).strip()
@@ -179,12 +202,10 @@ def paraphrased(text: str) -> str:
     return text
 
 
-@functools.lru_cache(maxsize=1024)
+@message_cache
 def _analyse(text: str) -> tuple[Mapping[str, frozenset[str]], frozenset[str], Mapping[str, frozenset[str]]]:
     """(groups, strong, strong groups): every content word's stem with its synonyms' stems, the stems of the
     non-weak ones, and the groups of those.
-
-    Cached: a conversation's earlier messages are read again on every follow-up.
     """
     groups: dict[str, frozenset[str]] = {}
     strong: set[str] = set()
@@ -208,7 +229,7 @@ def query_groups(text: str, weak: bool = True) -> Mapping[str, frozenset[str]]:
     return groups if weak else strong_groups
 
 
-@functools.lru_cache(maxsize=1024)
+@message_cache
 def query_terms(text: str, expand: bool = False) -> Mapping[str, float]:
     """A query's terms with their weights: 1 for its own words (0.3 for weak ones), 0.5 for synonyms."""
     groups, strong, _ = _analyse(text)

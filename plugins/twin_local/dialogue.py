@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 
-from twin_local.analysis import stem
+from twin_local.analysis import message_cache, stem
 
 _BOUNDARY_LETTER = re.compile(r"\\b([a-z])")
 
@@ -204,6 +205,17 @@ def is_personal(text: str, names: frozenset[str]) -> bool:
     return bool(_SECOND_PERSON.search(text) or names & {stem(w) for w in _WORD.findall(text)})
 
 
+@message_cache
+def intent_boosts(text: str) -> Mapping[str, float]:
+    """How much the intents the message shows (``INTENTS``) boost passages by tag: the most any of them gives."""
+    boosts: dict[str, float] = {}
+    for pattern, intent in INTENTS:
+        if pattern.search(text):
+            for tag, boost in intent.items():
+                boosts[tag] = max(boosts.get(tag, 0.0), boost)
+    return MappingProxyType(boosts)
+
+
 def answer_kinds_wanted(text: str) -> frozenset[str]:
     """The kinds of specific answer the question asks for ("year", "money", ...; see ``passages.answer_kinds``)."""
     out: frozenset[str] = frozenset()
@@ -213,6 +225,7 @@ def answer_kinds_wanted(text: str) -> frozenset[str]:
     return out
 
 
+@message_cache
 def looks_like_follow_up(text: str, content_terms: int) -> bool:
     """It leans on the previous turn: "where is that?", "and before that?", "how many people?"."""
     words = text.split()

@@ -77,9 +77,16 @@ class PersonaIndex:
                             key=lambda p: (p.year, -p.order))
         # How each passage reads when said, on its own or after another project ("Another is ...").
         self._spoken = [(p.text, follow_on(p.text, p.text)) for p in self.passages]
-        self._alone = [p.text for p in self.passages]
-        self._after_another = [(p.order, after) for p, (alone, after) in zip(self.passages, self._spoken)
-                               if after != alone]
+        # A reply can only say a passage when it has the passage's rarest inner word, whichever way it is said.
+        inner = [_inner_words(alone) & _inner_words(after) for alone, after in self._spoken]
+        shared = Counter(word for words in inner for word in words)
+        self._unmarked: list[int] = []
+        self._marked: dict[str, list[int]] = {}
+        for i, words in enumerate(inner):
+            if words:
+                self._marked.setdefault(min(words, key=lambda w: (shared[w], -len(w), w)), []).append(i)
+            else:
+                self._unmarked.append(i)
         self._source_ids: list[str | None] | None = None
         full_name = normalise(persona.full_name)
         #: The first word of the person's name, normalised: "ada".
@@ -91,19 +98,27 @@ class PersonaIndex:
 
     def said_in(self, text: str) -> list[Passage]:
         """The passages ``text`` says, in the order it says them."""
-        found = [(at, i) for i, at in enumerate(map(text.find, self._alone)) if at >= 0]
-        for i, after_another in self._after_another:
-            if text.find(self._alone[i]) < 0:
+        found = []
+        for i in self._may_say(text):
+            alone, after_another = self._spoken[i]
+            at = text.find(alone)
+            if at < 0 and after_another != alone:
                 at = text.find(after_another)
-                if at >= 0:
-                    found.append((at, i))
+            if at >= 0:
+                found.append((at, i))
         found.sort()
         return [self.passages[i] for _, i in found]
 
     def said_any(self, texts: Iterable[str]) -> set[str]:
         """The texts of the passages said somewhere in ``texts``."""
-        return {alone for text in texts for alone, after_another in self._spoken
-                if alone in text or after_another in text}
+        spoken = self._spoken
+        return {spoken[i][0] for text in texts for i in self._may_say(text)
+                if spoken[i][0] in text or spoken[i][1] in text}
+
+    def _may_say(self, text: str) -> list[int]:
+        """The passages ``text`` can hold: those whose marker word it has as a word, and those without one."""
+        marked = self._marked
+        return self._unmarked + [i for word in marked.keys() & text.split() for i in marked[word]]
 
     def source_ids(self) -> list[str | None]:
         """Each passage's persona passage id (``twin_server.persona_passages``), by ``order``; None for none.
@@ -121,8 +136,8 @@ class PersonaIndex:
         return self._idf.get(term, self.unknown_idf)
 
     def rank(self, terms: Mapping[str, float], boosts: Mapping[str, float],
-             kinds: frozenset[str] = frozenset()) -> list[tuple[float, Passage]]:
-        """(score, passage) best first; ties keep the persona's order."""
+             kinds: frozenset[str] = frozenset(), best: int | None = None) -> list[tuple[float, Passage]]:
+        """(score, passage) best first, the ``best`` first ones only when given; ties keep the persona's order."""
         own = {t for t, w in terms.items() if w >= 1}
         scores = [0.0] * len(self.passages)
         postings = self._postings
@@ -150,12 +165,17 @@ class PersonaIndex:
                     near = sum(w for t, w in focus.items() if t in passage.near_numbers) / focus_total
                     scores[i] += self.KIND_BOOST * (0.25 + 0.75 * near)
         # A stable sort, so reverse=True keeps equal scores in the persona's order.
-        order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
+        order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)[:best]
         return [(scores[i], self.passages[i]) for i in order]
 
     def boost(self, passage: Passage, boosts: Mapping[str, float]) -> float:
         """The largest intent boost among the passage's tags; a note named like a topic gets a share of it."""
-        return max((share * boosts.get(tag, 0.0) for tag, share in self._tag_shares[passage.order]), default=0.0)
+        best = 0.0  # boosts and shares are positive: a tag without a boost adds 0.0
+        for tag, share in self._tag_shares[passage.order]:
+            value = share * boosts.get(tag, 0.0)
+            if value > best:
+                best = value
+        return best
 
     def coverage(self, passage: Passage, groups: Mapping[str, frozenset[str]], literal: bool = False) -> float:
         """How much of the question (by idf weight) this one passage answers, 0..1.
@@ -198,6 +218,11 @@ class PersonaIndex:
         """The dated facts said in ``texts``, oldest first."""
         joined = "\n".join(texts)
         return [p for p in self.dated if p.text in joined]
+
+
+def _inner_words(text: str) -> frozenset[str]:
+    """The words of ``text`` with whitespace on both sides inside it: any text holding ``text`` has them as words."""
+    return frozenset(text.split()[1:-1])
 
 
 def _source_file(passage: Passage) -> str:

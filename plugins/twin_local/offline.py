@@ -109,10 +109,10 @@ class OfflineLLM:
 
     def reply(self, persona: Persona, messages: Sequence[Message]) -> str:
         index = self.index(persona)
-        users = [m for m in messages if m.role == "user"]
-        if not users or not users[-1].content.strip():
+        last = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        if not last.strip():
             return self._greeting(persona)
-        text = normalise(users[-1].content)
+        text = normalise(last)
         first = index.first_name
         if dialogue.is_injection(text):
             return (f"I only ever answer as myself, {persona.full_name}, from what I've written, so I won't take on "
@@ -150,10 +150,10 @@ class OfflineLLM:
         return None
 
     def _answer(self, index: PersonaIndex, text: str, messages: Sequence[Message]) -> str:
-        users = [m for m in messages if m.role == "user"]
         said: set[str] = set()
         if dialogue.MORE.match(text) and len(query_terms(text)) <= 1:
             # "Tell me more": answer the last real question again, leaving out what was already said.
+            users = [m for m in messages if m.role == "user"]
             earlier = next((t for t in map(normalise, (m.content for m in reversed(users[:-1])))
                             if not dialogue.MORE.match(t) and query_terms(t)), None)
             if earlier is not None:
@@ -162,7 +162,7 @@ class OfflineLLM:
         for pattern, keys in dialogue.PRIVATE:
             if pattern.search(text) and not any(k in index.persona.facts for k in keys):
                 return NOT_COVERED
-        strong = {t for t in query_groups(text, weak=False) if t not in index.name_terms}
+        strong = query_groups(text, weak=False).keys() - index.name_terms
         earlier = list(messages[:-1]) if dialogue.looks_like_follow_up(text, len(strong)) else []
         answer = self._compose(index, text, earlier, said)
         if answer is not None:
@@ -196,7 +196,7 @@ class OfflineLLM:
         least = self.MIN_COVERAGE * (0.5 if subject else 1.0)
         # Without a previous turn, "how much does it cost?" has no subject: only its own words count, not synonyms.
         literal = not subject and dialogue.leans_on_context(text) and not index.names & groups.keys()
-        ranked = [(s, p) for s, p in index.rank(terms, boosts, kinds)[:self.CANDIDATES]
+        ranked = [(s, p) for s, p in index.rank(terms, boosts, kinds, self.CANDIDATES)
                   if p.text not in said and s >= threshold]
         # Only passages that answer the question: one an intent points at, or one covering enough of its words.
         ranked = [(s, p) for s, p in ranked
@@ -223,24 +223,29 @@ class OfflineLLM:
     def _subject(self, index: PersonaIndex, earlier: Sequence[Message], boosts: dict[str, float],
                  terms: dict[str, float]) -> bool:
         """Add the previous turns' subject to a follow-up's terms and boosts; False when there is none."""
-        users = [m.content for m in earlier if m.role == "user"]
-        replies = [m.content for m in earlier if m.role == "assistant"]
+        users = [m.content for m in earlier if m.role == "user"][:-len(self.CARRY) - 1:-1]
         if not users:
             return False
-        for share, previous in zip(self.CARRY, map(normalise, reversed(users))):
+        name_terms = index.name_terms
+        for share, previous in zip(self.CARRY, map(normalise, users)):
             for term, weight in query_terms(previous, expand=True).items():
-                if term not in index.name_terms:
-                    terms[term] = max(terms.get(term, 0.0), weight * share)
-            for tag, boost in _boosts(previous, share * 0.7).items():
-                boosts[tag] = max(boosts.get(tag, 0.0), boost)
-            strong = [t for t in query_groups(previous, weak=False) if t not in index.name_terms]
-            if not dialogue.looks_like_follow_up(previous, len(strong)):
+                if term not in name_terms:
+                    carried = weight * share
+                    if carried > terms.get(term, 0.0):
+                        terms[term] = carried
+            scaled = share * 0.7
+            for tag, boost in dialogue.intent_boosts(previous).items():
+                carried = boost * scaled
+                if carried > boosts.get(tag, 0.0):
+                    boosts[tag] = carried
+            if not dialogue.looks_like_follow_up(previous, len(query_groups(previous, weak=False).keys() - name_terms)):
                 break
-        if replies:
+        last_reply = next((m.content for m in reversed(earlier) if m.role == "assistant"), None)
+        if last_reply is not None:
             # The names in the last reply are what "it", "there" and "that" most likely point at.
-            for term in query_terms(" ".join(_ENTITY.findall(replies[-1]))):
-                if term not in index.name_terms:
-                    terms[term] = max(terms.get(term, 0.0), 0.4)
+            for term in query_terms(" ".join(_ENTITY.findall(last_reply))):
+                if term not in name_terms and terms.get(term, 0.0) < 0.4:
+                    terms[term] = 0.4
         return True
 
     def _relative(self, index: PersonaIndex, text: str, step: int, earlier: Sequence[Message]) -> Passage | None:
@@ -270,10 +275,6 @@ class OfflineLLM:
 
 
 def _boosts(text: str, share: float) -> dict[str, float]:
-    boosts: dict[str, float] = {}
-    for pattern, intent in dialogue.INTENTS:
-        if pattern.search(text):
-            for tag, boost in intent.items():
-                boosts[tag] = max(boosts.get(tag, 0.0), boost * share)
-    return boosts
+    # A share is positive, and scaling by one keeps which boost is largest: the same as scaling each.
+    return {tag: boost * share for tag, boost in dialogue.intent_boosts(text).items()}
 

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from twin_local import dialogue
+from twin_local import dialogue, offline
+from twin_local.offline import OfflineLLM
 from twin_local.analysis import normalise
 from twin_server.evaluation import load_cases
 
@@ -280,3 +281,36 @@ def test_name_question(first_name: str, data: st.DataObject) -> None:
     parts = data.draw(st.lists(near, max_size=4))
     for text in ("".join(parts), " ".join(parts)):
         _same(original, dialogue.name_question(first_name), text)
+
+
+def _original_boosts(text: str, share: float) -> dict[str, float]:
+    # offline._boosts as it was: every intent's boosts scaled by the share, the largest kept.
+    boosts: dict[str, float] = {}
+    for pattern, intent in INTENTS:
+        if pattern.search(text):
+            for tag, boost in intent.items():
+                boosts[tag] = max(boosts.get(tag, 0.0), boost * share)
+    return boosts
+
+
+SHARES = [1.0] + [share * 0.7 for share in OfflineLLM.CARRY]
+
+
+def _same_boosts(text: str) -> None:
+    for share in SHARES:
+        want = _original_boosts(text, share)
+        got = offline._boosts(text, share)
+        assert list(got.items()) == list(want.items()), (text, share)
+
+
+def test_boosts_of_the_golden_questions() -> None:
+    for name in ("example", "heldout"):
+        for case in load_cases(EVALS / f"{name}.jsonl"):
+            for text in (case.question, *case.history):
+                _same_boosts(normalise(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(PIECES, st.sampled_from(WORDS), st.sampled_from(GLUE)), min_size=1, max_size=6))
+def test_boosts_of_several_intents_at_once(parts: list[str]) -> None:
+    _same_boosts(" ".join(parts))

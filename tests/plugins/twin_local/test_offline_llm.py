@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 import twin_local
+from twin_local import analysis, dialogue
 from twin_local.offline import NOT_COVERED, NOTHING_MORE, OFF_TOPIC, OfflineLLM, is_not_covered
 from twin_local.passages import build_passages, query_terms, stem
 from twin_local.persona import FilesystemPersonaSource, example_persona_dir
@@ -14,7 +16,10 @@ from twin_server import BackendContext, LLMBackend
 from twin_server.backends.registry import check_protocol
 from twin_server.errors import ConfigurationError
 from twin_server.turn.prompt import build_system_prompt
+from twin_server.evaluation import load_cases
 from twin_server.types import Message, Persona, Prompt
+
+EVALS = Path(__file__).resolve().parents[3] / "evals"
 
 FIRST_PERSON = re.compile(r"\b(I|I'm|I've|[Mm]y|me)\b")
 
@@ -252,3 +257,34 @@ def test_several_projects_read_as_one_answer(llm, ada):
     follow_up = ask(llm, ada, "What projects are you proud of?", reply, "Tell me more")
     # Already said, even though it was said in its follow-on form.
     assert "Another is Gullwing:" not in follow_up and "One of my projects is Gullwing:" not in follow_up
+
+
+MESSAGE_CACHES = (analysis.normalise, analysis.query_terms, analysis._analyse, dialogue.intent_boosts,
+                  dialogue.looks_like_follow_up)
+
+
+def test_clearing_the_message_caches_forgets_every_message_read(llm, ada):
+    ask(llm, ada, "Where do you work?", "I work at Tidewater Labs.", "And where is that?")
+    assert all(cache.cache_info().currsize for cache in MESSAGE_CACHES)
+    analysis.clear_message_caches()
+    assert [cache.cache_info().currsize for cache in MESSAGE_CACHES] == [0] * len(MESSAGE_CACHES)
+
+
+def test_earlier_messages_read_from_the_caches_give_the_replies_read_afresh(ada):
+    # Follow-ups re-read the earlier messages from the caches; the same conversations with the caches cleared
+    # before every turn must get the same replies, so no reading is changed by the turn that used it.
+    cases = load_cases(EVALS / "example.jsonl")
+    questions = [q for case in cases for q in (*case.history, case.question)]
+    conversations = [questions[at:at + 5] for at in range(0, len(questions), 3)]
+    replies = {}
+    for fresh in (True, False):
+        llm, said = OfflineLLM(), []
+        for conversation in conversations:
+            turns = []
+            for question in conversation:
+                if fresh:
+                    analysis.clear_message_caches()
+                turns += [question, ask(llm, ada, *turns, question)]
+            said.append(turns)
+        replies[fresh] = said
+    assert replies[True] == replies[False]
