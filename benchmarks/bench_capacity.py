@@ -5,7 +5,8 @@ FastAPI comparison under uvicorn with 2 workers): JSON request logs, metrics
 and the rate limit on (shm storage, a limit far above the load, so every chat
 pays for the check and none is refused). wrk drives them (16 connections,
 one thread) with two body mixes: ``new`` (no session id: every chat starts a
-session) and ``returning`` (64 visitors taking turns). Runs alternate between
+session) and ``returning`` (64 visitors taking turns), and for the chat
+``varied`` (those visitors asking ever other questions: benchmarks/wrk.py). Runs alternate between
 the servers, round after round, so drift on the machine hits all alike; the
 medians are reported.
 
@@ -68,11 +69,13 @@ ROWS = (
     ("bare", "bare", "new"),
     ("chat new", "chat", "new"),
     ("chat returning", "chat", "returning"),
+    ("chat varied", "chat", "varied"),
     ("chat new, quiet", "quiet", "new"),
     ("chat returning, quiet", "quiet", "returning"),
     ("openai new", "openai", "new"),
     ("compare: chat new", "compare", "new"),
     ("compare: chat returning", "compare", "returning"),
+    ("compare: chat varied", "compare", "varied"),
     ("compare: openai new", "compare-openai", "new"),
     ("fastapi new", "fastapi", "new"),
 )

@@ -15,17 +15,27 @@ import tempfile
 from pathlib import Path
 
 #: Body mixes. ``new``: no session id, so every chat starts a session. ``returning``: 64
-#: visitors taking turns, so every chat loads and extends a history.
-MIXES = ("new", "returning")
+#: visitors taking turns, so every chat loads and extends a history. ``varied``: the same 64
+#: visitors, each message the next of ``varied_questions()`` (the golden sets' questions behind a
+#: dozen openers: more texts than the offline model's message caches hold): no chat's text was read
+#: lately, as in ``returning``, where every visitor asks the same thing.
+MIXES = ("new", "returning", "varied")
 RETURNING_SESSIONS = 64
+EVALS = Path(__file__).resolve().parent.parent / "evals"
+#: None of them a greeting the offline model strips before it reads (which would make two texts one).
+OPENERS = ("", "Quick question: ", "So, ", "Tell me, ", "I'd like to know: ", "One more thing: ",
+           "Out of curiosity, ", "Could you tell me: ", "By the way, ", "I was wondering: ", "Now, ", "And also, ")
 
 _SCRIPT = r"""
 local mix, sessions = "%(mix)s", %(sessions)d
 local prepared, n = {}, 0
 local headers = {["Content-Type"] = "application/json"}
+local questions = {%(questions)s}
 
 function init(args)
-  if mix == "new" then
+  if mix == "varied" then
+    return
+  elseif mix == "new" then
     prepared[1] = wrk.format("POST", "%(path)s", headers, '{"message": "What do you do?"}')
   else
     for i = 1, sessions do
@@ -37,6 +47,11 @@ end
 
 function request()
   n = n + 1
+  if mix == "varied" then
+    local body = string.format('{"message": %%s, "session_id": "bench-visitor-%%04d"}',
+                               questions[(n %% #questions) + 1], (n %% sessions) + 1)
+    return wrk.format("POST", "%(path)s", headers, body)
+  end
   return prepared[(n %% #prepared) + 1]
 end
 
@@ -58,10 +73,20 @@ def wrk_binary() -> str:
     return found
 
 
+def varied_questions() -> list[str]:
+    """Every question of the golden sets behind every opener, one opener's after another's."""
+    questions = sorted({json.loads(line)["question"] for name in ("example.jsonl", "heldout.jsonl")
+                        for line in (EVALS / name).read_text(encoding="utf-8").splitlines() if line.strip()})
+    return [opener + (question[0].lower() + question[1:] if opener else question)
+            for opener in OPENERS for question in questions]
+
+
 def script(mix: str, path: str = "/chat") -> str:
     if mix not in MIXES:
         raise ValueError(f"mix must be one of {MIXES}")
-    return _SCRIPT % {"mix": mix, "sessions": RETURNING_SESSIONS, "path": path}
+    # Each question as a Lua long string holding its JSON text, so nothing needs escaping twice.
+    questions = ", ".join(f"[==[{json.dumps(q)}]==]" for q in varied_questions()) if mix == "varied" else ""
+    return _SCRIPT % {"mix": mix, "sessions": RETURNING_SESSIONS, "path": path, "questions": questions}
 
 
 def run_wrk(url: str, *, mix: str, seconds: float, connections: int, threads: int = 1,
