@@ -24,13 +24,16 @@ import sys
 import tempfile
 import time
 
+from benchmarks.wrk import varied_questions
+
 REQUESTS = int(os.environ.get("BENCH_LEDGER_REQUESTS", "3000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 #: Requests before the measured ones: 64 returning visitors reach about 20 turns each, past the history
 #: window, so summaries are being made as in a long-running server.
 WARM_UP = int(os.environ.get("BENCH_LEDGER_WARMUP", "1300"))
 ON = {"TWIN_RATE_LIMIT": "100000000/minute;1000000000/day", "TWIN_SESSION_MAX_MESSAGES": "100000000"}
-#: (row, mix, settings): a mix is ``new`` (no session id), ``returning`` (64 visitors), ``health`` or ``bare``.
+#: (row, mix, settings): a mix is ``new`` (no session id), ``returning`` (64 visitors asking one question),
+#: ``varied`` (those visitors asking ever other questions: benchmarks/wrk.py), ``health`` or ``bare``.
 ROWS = (
     ("bare Flask endpoint", "bare", {}),
     ("GET /health", "health", {}),
@@ -40,7 +43,11 @@ ROWS = (
     ("  rate limit and cap off", "returning", {"TWIN_RATE_LIMIT": "off", "TWIN_SESSION_MAX_MESSAGES": "off"}),
     ("  metrics off", "returning", {"TWIN_METRICS": "off"}),
     ("  request log off", "returning", {"TWIN_LOG_LEVEL": "WARNING"}),
+    ("chat, varied", "varied", {}),
+    ("  owner events off", "varied", {"TWIN_OWNER_EVENTS": "false"}),
 )
+#: What a part row's cost is the difference from: the chat of its mix.
+CHAT_OF = {"returning": "chat, returning", "varied": "chat, varied"}
 
 
 def _environ(method: str, path: str, body: bytes) -> dict:
@@ -61,12 +68,14 @@ def child(mix: str, requests: int) -> None:
         configure_logging()
         app = create_app()
 
+    questions = varied_questions()
+
     def call(n: int) -> None:
         if mix == "health":
             environ = _environ("GET", "/health", b"")
         else:
-            body = {"message": "What do you do?"}
-            if mix == "returning":
+            body = {"message": questions[n % len(questions)] if mix == "varied" else "What do you do?"}
+            if mix in ("returning", "varied"):
                 body["session_id"] = f"bench-visitor-{n % 64:04d}"
             environ = _environ("POST", "/chat", json.dumps(body).encode())
         status = []
@@ -76,7 +85,7 @@ def child(mix: str, requests: int) -> None:
         if not status[0].startswith("200"):
             raise RuntimeError(f"{mix}: {status[0]}")
 
-    for n in range(WARM_UP if mix in ("new", "returning") else 300):
+    for n in range(WARM_UP if mix in ("new", "returning", "varied") else 300):
         call(n)
     started = time.process_time()
     for n in range(requests):
@@ -103,11 +112,11 @@ def main() -> None:
         for row, mix, settings in ROWS[n % len(ROWS):] + ROWS[: n % len(ROWS)]:
             runs[row].append(measure(mix, settings))
     median = {row: statistics.median(values) for row, values in runs.items()}
-    chat = median["chat, returning"]
+    mixes = {row: mix for row, mix, _ in ROWS}
     print(f"the app called through WSGI, production settings; {REQUESTS} requests a run, {ROUNDS} rounds, medians")
     print(f"{'':28} {'CPU us/request':>15} {'vs bare':>8} {'part costs':>11}")
     for row, value in median.items():
-        part = f"{chat - value:9.0f} us" if row.startswith("  ") else ""
+        part = f"{median[CHAT_OF[mixes[row]]] - value:9.0f} us" if row.startswith("  ") else ""
         print(f"{row:28} {value:15.0f} {value / median['bare Flask endpoint']:8.1f} {part:>11}")
 
 
