@@ -65,6 +65,7 @@ def test_past_its_size_a_file_is_compacted_to_its_newest_line_and_versions_go_on
         if n == 40:
             stale = version
         assert documents.write(KEY, body(n, pad=2000), version=version) is True
+        assert documents.read(KEY)[0] == body(n, pad=2000)
         sizes.append((documents.root / KEY).stat().st_size)
     assert max(sizes) <= file_documents.COMPACT_BYTES
     assert min(sizes) == len(body(0, pad=2000)) + 1  # right after a compaction: the newest line alone
@@ -72,6 +73,15 @@ def test_past_its_size_a_file_is_compacted_to_its_newest_line_and_versions_go_on
     assert documents.write(KEY, body(80), version=stale) is False
     update(documents, body(81))
     assert documents.read(KEY)[0] == body(81)
+
+
+def test_a_document_longer_than_the_first_read_is_read_whole(documents):
+    (documents.root / "questions").mkdir(parents=True)
+    (documents.root / KEY).write_bytes(body(1, pad=9000))  # of the earlier release, no newline
+    assert documents.read(KEY)[0] == body(1, pad=9000)
+    update(documents, body(2, pad=9000))
+    update(documents, body(3, pad=9000))
+    assert documents.read(KEY)[0] == body(3, pad=9000)
 
 
 def test_a_document_of_the_earlier_release_reads_and_updates_in_place(documents):
