@@ -66,7 +66,8 @@ class FileDocuments:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).absolute()
-        self._lock_path = self.root / ".lock"
+        self._folder = str(self.root)  # paths joined as strings: a Path made per call cost about as much as a read
+        self._lock_path = f"{self._folder}/.lock"
 
     def __repr__(self) -> str:
         return f"FileDocuments({str(self.root)!r})"
@@ -111,7 +112,7 @@ class FileDocuments:
         except OSError as exc:
             raise _unavailable("write", exc) from exc
 
-    def _create(self, path: Path, body: bytes, line: bytes) -> bool:
+    def _create(self, path: str, body: bytes, line: bytes) -> bool:
         if not body:
             return self._in_folder(path, lambda: os.close(os.open(path, _CREATE, 0o600)))
         temporary = self._temporary(line)
@@ -120,7 +121,7 @@ class FileDocuments:
         finally:
             os.unlink(temporary)
 
-    def _replace(self, path: Path, line: bytes) -> None:
+    def _replace(self, path: str, line: bytes) -> None:
         temporary = self._temporary(line)
         try:
             os.replace(temporary, path)
@@ -128,9 +129,9 @@ class FileDocuments:
             os.unlink(temporary)
             raise
 
-    def _temporary(self, data: bytes) -> Path:
+    def _temporary(self, data: bytes) -> str:
         """``data`` in a new private file beside the documents (same file system, so it can be renamed)."""
-        temporary = self.root / f".{uuid.uuid4().hex}.tmp"
+        temporary = f"{self._folder}/.{uuid.uuid4().hex}.tmp"
         try:
             fd = os.open(temporary, _CREATE, 0o600)
         except FileNotFoundError:
@@ -142,7 +143,7 @@ class FileDocuments:
             os.close(fd)
         return temporary
 
-    def _in_folder(self, path: Path, create: Callable[[], None]) -> bool:
+    def _in_folder(self, path: str, create: Callable[[], None]) -> bool:
         """``create`` the name ``path`` (making its folder on its first document); False when it exists."""
         for _ in range(2):
             try:
@@ -153,7 +154,7 @@ class FileDocuments:
             except FileNotFoundError:
                 # The root first: one made as the parent of a folder would take the umask's mode, not 0700.
                 self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         create()
         return True
 
@@ -162,7 +163,7 @@ class FileDocuments:
         try:
             with self._locked():
                 try:
-                    path.unlink()
+                    os.unlink(path)
                 except FileNotFoundError:
                     return False
                 return True
@@ -171,7 +172,7 @@ class FileDocuments:
 
     def keys(self, prefix: str) -> list[str]:
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        base = self._path(folder) if folder else self.root
+        base = self._path(folder) if folder else self._folder
         found = []
         try:
             for where, _dirs, files in os.walk(base):
@@ -182,10 +183,10 @@ class FileDocuments:
             raise _unavailable("list", exc) from exc
         return sorted(key for key in found if key.startswith(prefix))
 
-    def _path(self, key: str) -> Path:
+    def _path(self, key: str) -> str:
         if not _KEY.fullmatch(key) or ".." in key.split("/"):
             raise ValueError(f"not a document key: {key!r}")
-        return self.root / key
+        return f"{self._folder}/{key}"
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
