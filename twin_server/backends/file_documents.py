@@ -245,10 +245,7 @@ def _append(fd: int, last: _LastLine, line: bytes) -> None:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
-        if written == 0:
-            raise OSError(errno.EIO, "write made no progress")
-        view = view[written:]
+        view = view[os.write(fd, view):]
 
 
 def _version(body: bytes) -> str:
