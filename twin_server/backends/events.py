@@ -3,7 +3,7 @@ that can read, conditionally write, delete and list keyed documents.
 
 A store plugin gives its conversation store an ``event_store()`` returning
 ``DocumentEventStore(its_documents)``, where ``its_documents`` has four
-methods (``Documents``): the filesystem's is ``FileDocuments`` (below), S3's
+methods (``Documents``): the filesystem's is ``FileDocuments`` (``file_documents``), S3's
 maps them onto GetObject / conditional PutObject / DeleteObject /
 ListObjectsV2. The layout, under whatever root the documents have::
 
@@ -22,23 +22,17 @@ never lose each other's asks or deliveries.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import errno
-import fcntl
-import hashlib
 import json
 import logging
-import os
 import random
 import re
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from twin_server.backends.file_documents import FileDocuments
 from twin_server.backends.retrying import _Wrapped
-from twin_server.errors import BackendError, BackendUnavailable
+from twin_server.errors import BackendError
 from twin_server.events import Lead, Question
 from twin_server.retry import ConflictPauses
 from twin_server.sessions import is_session_id
@@ -49,7 +43,6 @@ log = logging.getLogger("twin_server.events")
 
 MAX_CONFLICTS = 20
 FIRST_PAUSE, LONGEST_PAUSE = 0.002, 0.1  # seconds: the bounds of the pauses after a lost conditional write
-_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*")
 _LEAD_ID = re.compile(r"([A-Za-z0-9_-]{8,128})\.([0-9a-f]{20})")
 _QUESTION_ID = re.compile(r"[0-9a-f]{20}")
 
@@ -91,7 +84,7 @@ class DocumentEventStore:
 
     def record_question(self, question: Question) -> bool:
         # The marker first: a crash between the two leaves a marker pointing at nothing, which is harmless.
-        self.documents.write(f"asked/{question.session_id}.{question.id}", b"{}", version=None)
+        self.documents.write(f"asked/{question.session_id}.{question.id}", b"", version=None)
         key = f"questions/{question.id}.json"
         for _ in self._pauses.tries(MAX_CONFLICTS):
             found = self.documents.read(key)
@@ -197,129 +190,9 @@ def _question(body: bytes, key: str) -> Question | None:
         return None
 
 
-class FileDocuments:
-    """``Documents`` as files under ``root`` (mode 0600), each replaced whole: a create is a ``link()``
-    (which refuses an existing name), an update a rename under one ``flock`` after checking the version.
-
-    ``root`` is created with the first write (mode 0700), so an app that never records an event leaves no trace.
-    """
-
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root).absolute()
-        self._lock_path = self.root / ".lock"
-
-    def __repr__(self) -> str:
-        return f"FileDocuments({str(self.root)!r})"
-
-    def read(self, key: str) -> tuple[bytes, str] | None:
-        try:
-            body = self._path(key).read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise _unavailable("read", exc) from exc
-        return body, hashlib.sha256(body).hexdigest()
-
-    def write(self, key: str, body: bytes, *, version: str | None) -> bool:
-        path = self._path(key)
-        try:
-            if version is None:  # a create needs no lock: link() refuses a name that exists, atomically
-                temporary = self._temporary(body)
-                try:
-                    return self._link(temporary, path)
-                finally:
-                    os.unlink(temporary)
-            with self._locked():
-                current = self.read(key)
-                if current is None or current[1] != version:
-                    return False
-                temporary = self._temporary(body)
-                os.replace(temporary, path)
-                return True
-        except OSError as exc:
-            raise _unavailable("write", exc) from exc
-
-    def _temporary(self, body: bytes) -> Path:
-        """``body`` in a new private file beside the documents (same file system, so it can be renamed)."""
-        temporary = self.root / f".{uuid.uuid4().hex}.tmp"
-        try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(body)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        return temporary
-
-    @staticmethod
-    def _link(temporary: Path, path: Path) -> bool:
-        for _ in range(2):
-            try:
-                os.link(temporary, path)
-                return True
-            except FileExistsError:
-                return False
-            except FileNotFoundError:  # the document's folder, on its first document
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.link(temporary, path)
-        return True
-
-    def remove(self, key: str) -> bool:
-        path = self._path(key)
-        try:
-            with self._locked():
-                try:
-                    path.unlink()
-                except FileNotFoundError:
-                    return False
-                return True
-        except OSError as exc:
-            raise _unavailable("delete", exc) from exc
-
-    def keys(self, prefix: str) -> list[str]:
-        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        base = self._path(folder) if folder else self.root
-        found = []
-        try:
-            for where, _dirs, files in os.walk(base):
-                relative = Path(where).relative_to(self.root).as_posix()
-                lead = "" if relative == "." else relative + "/"
-                found.extend(lead + name for name in files if not name.startswith("."))
-        except OSError as exc:
-            raise _unavailable("list", exc) from exc
-        return sorted(key for key in found if key.startswith(prefix))
-
-    def _path(self, key: str) -> Path:
-        if not _KEY.fullmatch(key) or ".." in key.split("/"):
-            raise ValueError(f"not a document key: {key!r}")
-        return self.root / key
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        try:
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-
 def _kept_changing(where: str, what: str) -> BackendError:
     # Not transient: the pauses were the retries; the core retrying the whole loop would only triple the wait.
     return BackendError(f"the event store {where} kept changing under {what} ({MAX_CONFLICTS} tries)")
-
-
-def _unavailable(action: str, exc: OSError) -> BackendUnavailable:
-    reason = errno.errorcode.get(exc.errno or 0, "OSError")
-    return BackendUnavailable(f"the event store could not {action} an event ({reason})")
 
 
 class RetryingEvents(_Wrapped):

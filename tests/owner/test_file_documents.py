@@ -1,0 +1,121 @@
+"""The filesystem's documents: a file of lines whose last complete line is the document, and what a crash,
+a stale writer, compaction and an earlier release's files do to it."""
+
+import hashlib
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from twin_server import DocumentEventStore, FileDocuments
+from twin_server.backends import file_documents
+from twin_server.events import Question
+
+T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+KEY = "questions/0123456789abcdef0123.json"
+
+
+@pytest.fixture
+def documents(tmp_path):
+    return FileDocuments(tmp_path / "events")
+
+
+def body(n, pad=0):
+    return json.dumps({"n": f"{n:03d}", "pad": "x" * pad}, separators=(",", ":")).encode()
+
+
+def update(documents, new):
+    _, version = documents.read(KEY)
+    assert documents.write(KEY, new, version=version) is True
+
+
+def test_an_update_is_a_line_appended_and_the_last_complete_line_is_the_document(documents):
+    documents.write(KEY, body(1), version=None)
+    update(documents, body(2))
+    assert (documents.root / KEY).read_bytes() == body(1) + b"\n" + body(2) + b"\n"
+    assert documents.read(KEY) == (body(2), hashlib.sha256(body(2)).hexdigest())
+
+
+def test_a_torn_last_line_is_passed_over_and_the_next_update_starts_a_line_of_its_own(documents):
+    documents.write(KEY, body(1), version=None)
+    update(documents, body(2))
+    with open(documents.root / KEY, "ab") as file:
+        file.write(body(3)[:5])  # a crash in the middle of an append (or a reader in the middle of one)
+    assert documents.read(KEY)[0] == body(2)
+    update(documents, body(4))
+    assert documents.read(KEY)[0] == body(4)
+    assert (documents.root / KEY).read_bytes() == body(1) + b"\n" + body(2) + b"\n" + body(4) + b"\n"
+
+
+def test_an_update_at_a_version_no_longer_current_is_refused(documents):
+    documents.write(KEY, body(1), version=None)
+    _, first = documents.read(KEY)
+    assert documents.write(KEY, body(2), version=first) is True
+    assert documents.write(KEY, body(3), version=first) is False
+    assert documents.write("questions/absent.json", body(3), version=first) is False
+    assert documents.read(KEY)[0] == body(2)
+    assert body(3) not in (documents.root / KEY).read_bytes()
+
+
+def test_past_its_size_a_file_is_compacted_to_its_newest_line_and_versions_go_on(documents):
+    documents.write(KEY, body(0, pad=2000), version=None)
+    sizes, stale = [], None
+    for n in range(1, 80):
+        _, version = documents.read(KEY)
+        if n == 40:
+            stale = version
+        assert documents.write(KEY, body(n, pad=2000), version=version) is True
+        assert documents.read(KEY)[0] == body(n, pad=2000)
+        sizes.append((documents.root / KEY).stat().st_size)
+    assert max(sizes) <= file_documents.COMPACT_BYTES
+    assert min(sizes) == len(body(0, pad=2000)) + 1  # right after a compaction: the newest line alone
+    assert documents.read(KEY)[0] == body(79, pad=2000)
+    assert documents.write(KEY, body(80), version=stale) is False
+    update(documents, body(81))
+    assert documents.read(KEY)[0] == body(81)
+
+
+def test_a_document_longer_than_the_first_read_is_read_whole(documents):
+    (documents.root / "questions").mkdir(parents=True)
+    (documents.root / KEY).write_bytes(body(1, pad=9000))  # of the earlier release, no newline
+    assert documents.read(KEY)[0] == body(1, pad=9000)
+    update(documents, body(2, pad=9000))
+    update(documents, body(3, pad=9000))
+    assert documents.read(KEY)[0] == body(3, pad=9000)
+
+
+def test_a_document_of_the_earlier_release_reads_and_updates_in_place(documents):
+    question = Question.create("session-one", "Where do you live?", at=T0, delivery={"log": "pending"})
+    legacy = json.dumps(question.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+    path = documents.root / f"questions/{question.id}.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(legacy)  # one JSON document, no newline, as the release before wrote it
+    assert documents.read(f"questions/{question.id}.json") == (legacy, hashlib.sha256(legacy).hexdigest())
+    store = DocumentEventStore(documents)
+    assert [q.question for q in store.questions()] == ["Where do you live?"]
+    assert store.record_question(Question.create("session-two", "Where do you live?", at=T0)) is False
+    store.set_delivery("unanswered", question.id, {"log": "delivered"})
+    [entry] = store.questions()
+    assert entry.count == 2 and set(entry.session_ids) == {"session-one", "session-two"}
+    assert entry.delivery == {"log": "delivered"}
+    assert path.read_bytes().startswith(legacy + b"\n")
+
+
+def test_a_body_with_a_newline_is_refused(documents):
+    with pytest.raises(ValueError, match="newline"):
+        documents.write(KEY, b'{"a":\n1}', version=None)
+    assert documents.read(KEY) is None
+    documents.write(KEY, body(1), version=None)
+    with pytest.raises(ValueError, match="newline"):
+        documents.write(KEY, b'{"a":\n1}', version=documents.read(KEY)[1])
+    assert documents.read(KEY)[0] == body(1)
+
+
+def test_an_empty_document_is_created_whole_in_a_private_folder_and_updates(documents):
+    assert documents.write("asked/session-one.0123456789abcdef0123", b"", version=None) is True
+    assert (documents.root.stat().st_mode & 0o777) == 0o700
+    assert documents.write("asked/session-one.0123456789abcdef0123", b"", version=None) is False
+    found, version = documents.read("asked/session-one.0123456789abcdef0123")
+    assert found == b""
+    assert documents.write("asked/session-one.0123456789abcdef0123", b"{}", version=version) is True
+    assert documents.read("asked/session-one.0123456789abcdef0123")[0] == b"{}"
