@@ -32,6 +32,16 @@ def test_a_view_is_made_once_and_serves_the_persona_and_its_public_part():
     assert grounder.build(public, "Where are you based?").passages is view.passages
 
 
+def test_the_public_part_is_served_its_personas_view_after_another_persona_was_looked_up():
+    grounder = Grounder()
+    raw = Persona("Ada Quill", facts={"full_name": "Ada Quill", "salary": "a lot", "private": ["salary"]},
+                  notes={"log": "## Field notes\nsonar"})
+    view = grounder.view(raw)
+    public = grounder.public(raw)
+    grounder.view(revision(1))
+    assert grounder.view(public) is view
+
+
 def test_a_new_persona_revision_gets_its_own_view_and_the_old_one_keeps_its_own():
     grounder = Grounder()
     old, new = revision(1), revision(2)

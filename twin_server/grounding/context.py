@@ -157,6 +157,8 @@ class Grounder:
         view = PersonaView(persona, self.counter.count)
         with self._lock:
             self._views[key] = self._last = (persona, view)
+            if view.persona is not persona:  # a turn asks for its public part's view too (``Turn.persona``)
+                self._views[id(view.persona)] = (view.persona, view)
             while len(self._views) > 4:
                 self._views.popitem(last=False)
         return view
