@@ -94,3 +94,17 @@ def test_the_request_tokens_are_the_estimate_of_what_is_sent_in_any_script(scrip
     # The prompts met: the whole knowledge, some passages, none; with and without the summary and instructions.
     assert {s[:2] for s in seen} == {(True, True), (False, True), (False, False)}
     assert {s[2] for s in seen} == {s[3] for s in seen} == {True, False}
+
+
+def test_the_stable_prefix_is_the_core_and_the_whole_knowledge_when_sent_and_the_same_on_every_turn():
+    persona = revision(1)
+    grounder = Grounder()
+    view = grounder.view(persona)
+    turns = [grounder.build(persona, "What are your field notes?"),
+             grounder.build(persona, "And the tide?", summary=Summary("they asked about notes", T0)),
+             grounder.build(persona, "hello", instructions="Be brief.")]
+    assert all(context.plan.whole for context in turns)
+    assert {context.system[:context.stable_prefix] for context in turns} == {view.core + view.whole}
+    assert view.whole.endswith("revision-1")
+    cut = Grounder(GroundingSettings(context_tokens=510)).build(persona, "What are your field notes?")
+    assert not cut.plan.whole and cut.system[:cut.stable_prefix] == view.core
