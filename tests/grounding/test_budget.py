@@ -201,3 +201,21 @@ def test_a_failing_count_tokens_falls_back_to_the_estimate():
 
     counter = TokenCounter(broken)
     assert counter.count("hello there") == estimate_tokens("hello there") and not counter.exact
+
+
+def test_a_count_tokens_failing_on_the_system_prompt_has_the_summary_weighed_again_by_the_estimate():
+    # Every part is short enough for the tokenizer but the system prompt joining them is not: its count fails,
+    # the estimate is over budget, and the next round must weigh the summary as the estimate does (too big to
+    # keep), not as the tokenizer did (a few words), or it cuts knowledge to make room for it.
+    def words_until_long(text):
+        if len(text) > 2500:
+            raise RuntimeError("the tokenizer takes short texts only")
+        return len(text.split())
+
+    persona = Persona("Ada Quill", facts={"full_name": "Ada Quill", "location": "Lisbon"}, summary="I build boats.",
+                      notes={"log": "## Field notes\n" + "sonar buoy " * 60})
+    grounder = Grounder(GroundingSettings(context_tokens=1500), TokenCounter(words_until_long))
+    context = grounder.build(persona, "Tell me about sonar", (), summary=Summary("日本語 " * 150, T0))
+    assert not grounder.counter.exact
+    assert context.plan.whole and not context.plan.summary
+    assert context.tokens <= 1500

@@ -32,6 +32,16 @@ def test_a_view_is_made_once_and_serves_the_persona_and_its_public_part():
     assert grounder.build(public, "Where are you based?").passages is view.passages
 
 
+def test_the_public_part_is_served_its_personas_view_after_another_persona_was_looked_up():
+    grounder = Grounder()
+    raw = Persona("Ada Quill", facts={"full_name": "Ada Quill", "salary": "a lot", "private": ["salary"]},
+                  notes={"log": "## Field notes\nsonar"})
+    view = grounder.view(raw)
+    public = grounder.public(raw)
+    grounder.view(revision(1))
+    assert grounder.view(public) is view
+
+
 def test_a_new_persona_revision_gets_its_own_view_and_the_old_one_keeps_its_own():
     grounder = Grounder()
     old, new = revision(1), revision(2)
@@ -84,3 +94,17 @@ def test_the_request_tokens_are_the_estimate_of_what_is_sent_in_any_script(scrip
     # The prompts met: the whole knowledge, some passages, none; with and without the summary and instructions.
     assert {s[:2] for s in seen} == {(True, True), (False, True), (False, False)}
     assert {s[2] for s in seen} == {s[3] for s in seen} == {True, False}
+
+
+def test_the_stable_prefix_is_the_core_and_the_whole_knowledge_when_sent_and_the_same_on_every_turn():
+    persona = revision(1)
+    grounder = Grounder()
+    view = grounder.view(persona)
+    turns = [grounder.build(persona, "What are your field notes?"),
+             grounder.build(persona, "And the tide?", summary=Summary("they asked about notes", T0)),
+             grounder.build(persona, "hello", instructions="Be brief.")]
+    assert all(context.plan.whole for context in turns)
+    assert {context.system[:context.stable_prefix] for context in turns} == {view.core + view.whole}
+    assert view.whole.endswith("revision-1")
+    cut = Grounder(GroundingSettings(context_tokens=510)).build(persona, "What are your field notes?")
+    assert not cut.plan.whole and cut.system[:cut.stable_prefix] == view.core

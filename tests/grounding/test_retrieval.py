@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
 from twin_local.persona import FilesystemPersonaSource, example_persona_dir
 from twin_server import Persona, persona_passages
 from twin_server.grounding.passages import MAX_CHARS, PersonaPassages
-from twin_server.grounding.retrieval import PassageIndex, query_weights
+from twin_server.grounding.retrieval import PassageIndex, query_groups, query_weights, stem
 
 WORDS = ("boat harbour sail coast survey sonar buoy tide current rope anchor engine hull mast deck keel "
          "friends weekend summer winter project robot sensor battery firmware python rust field test "
@@ -113,3 +116,39 @@ def test_index_scores_only_matching_passages():
     persona = Persona("Bo", notes={"a": "## Sonar\nPings and echoes.", "b": "## Rust\nBorrow checker."})
     index = PassageIndex(persona_passages(persona).all)
     assert set(index.scores({"sonar": 1.0})) == {0}
+
+
+def test_a_question_of_stopwords_gets_the_words_its_phrase_stands_for_joined_to_a_word_beside_it():
+    where = frozenset({stem("location"), stem("based")})
+    assert query_groups("Where are you?") == [where]
+    assert query_groups("Where are you based?") == [where]  # "based" is a word of the phrase: one group
+    assert query_groups("What do you do? Who are you?") == [
+        frozenset(map(stem, ("role", "company", "work"))), frozenset(map(stem, ("headline", "summary", "role")))]
+
+
+def test_the_recent_turns_add_their_rarest_words_newest_first_ties_in_order():
+    idf = {"alpha": 1.0, "beta": 3.0, "gamma": 3.0, "delta": 2.0}
+    weights = query_weights("sonar", ["alpha beta gamma delta"], idf=lambda t: idf.get(t, 0.0), recent_terms=2)
+    assert weights == {"sonar": 1.0, "beta": 0.4, "gamma": 0.4}
+    assert query_weights("sonar", ["alpha beta gamma delta"], idf=lambda t: idf.get(t, 0.0), recent_terms=1) == {
+        "sonar": 1.0, "beta": 0.4}
+    assert query_weights("sonar", ["alpha beta gamma delta"], recent_terms=2) == {
+        "sonar": 1.0, "alpha": 0.4, "beta": 0.4}  # without an idf: the first ones
+    assert query_weights("sonar", ["alpha beta", "gamma delta"], idf=lambda t: idf.get(t, 0.0), recent_terms=3) == {
+        "sonar": 1.0, "beta": 0.4, "gamma": 0.2, "delta": 0.2}
+
+
+# n0 and n1 share with the text words of the same rarity (one passage; three passages, twice): an exact tie.
+TIED = """
+from twin_server import Persona, persona_passages
+notes = {"n0": "sigma kappa lambda", "n1": "epsilon rho beta", "f0": "kappa beta", "f1": "lambda rho"}
+passages = persona_passages(Persona("Ada Quill", facts={"full_name": "Ada Quill"}, notes=notes))
+print(passages.attribute("sigma kappa lambda epsilon rho beta").id)
+"""
+
+
+def test_a_text_is_attributed_alike_in_every_process_an_exact_tie_to_the_first_passage():
+    # Each gunicorn worker has its own hash seed: a score summed in a set's order differed in its last bit.
+    found = {subprocess.run([sys.executable, "-c", TIED], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip() for seed in range(6)}
+    assert found == {"n0.md"}

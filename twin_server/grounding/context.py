@@ -157,6 +157,8 @@ class Grounder:
         view = PersonaView(persona, self.counter.count)
         with self._lock:
             self._views[key] = self._last = (persona, view)
+            if view.persona is not persona:  # a turn asks for its public part's view too (``Turn.persona``)
+                self._views[id(view.persona)] = (view.persona, view)
             while len(self._views) > 4:
                 self._views.popitem(last=False)
         return view
@@ -202,15 +204,15 @@ class Grounder:
                     break
             costs = [view.costs[i] for i in ranked]
         retrieval = time.perf_counter() - started
-        instructions_cost, summary_cost = count(instructions_text), count(summary_text)
         sizes = ((len(summary_text), extra_utf8_bytes(summary_text)),
                  (len(instructions_text), extra_utf8_bytes(instructions_text)))
         target = budget
         while True:
+            # Counted on every round: a backend count that failed on the system prompt leaves the estimate.
             try:
                 chosen = plan(target, fixed=view.core_tokens, message=message_cost, knowledge=costs,
                               whole=view.whole_tokens if view.whole else None, header=view.heading_tokens,
-                              instructions=instructions_cost, summary=summary_cost,
+                              instructions=count(instructions_text), summary=count(summary_text),
                               history=history_costs, share=share)
             except Overflow as exc:
                 raise self._overflow(view, exc, budget) from None

@@ -196,7 +196,7 @@ class PersonaPassages:
             if file is not None and self.all[position].file != file:
                 continue
             shared = wanted & index.terms_of(position)
-            score = sum(index.idf(t) for t in shared)
+            score = sum(sorted(map(index.idf, shared)))  # sorted: the same sum in any hash order, ties exact
             if best is None or score > best[0]:
                 best = (score, position)
         return None if best is None else self.all[best[1]]

@@ -288,3 +288,25 @@ def test_earlier_messages_read_from_the_caches_give_the_replies_read_afresh(ada)
             said.append(turns)
         replies[fresh] = said
     assert replies[True] == replies[False]
+
+
+def test_a_follow_up_borrows_the_earlier_questions_back_to_the_first_that_is_not_one_and_the_last_replys_names(ada):
+    # Newest first: "and where is that?" (a follow-up, 0.7 of its terms: it has none), then the university
+    # question (not a follow-up: 0.45 of its terms and 0.45 x 0.7 of its intents' boosts, and the last one
+    # borrowed); the hobbies question before it is left out. The last reply's names count 0.4.
+    llm = OfflineLLM()
+    studies = "Which university did you study at before Tidewater?"
+    turns = ["What are your hobbies outside work these days?", "I sail.", studies, "I studied at IST.",
+             "and where is that?", "It's in Lisbon, near the Tagus."]
+    earlier = [Message(("user", "assistant")[i % 2], text) for i, text in enumerate(turns)]
+    terms: dict[str, float] = {}
+    boosts: dict[str, float] = {}
+    assert llm._subject(llm.index(ada), earlier, boosts, terms)
+    borrowed = {term: weight * 0.45 for term, weight in analysis.query_terms(analysis.normalise(studies), True).items()}
+    assert stem("hobbies") not in terms and borrowed
+    assert terms == pytest.approx({**borrowed, "lisbon": 0.4, "tagus": 0.4})
+    assert boosts == pytest.approx({"education": 6.0 * 0.45 * 0.7})
+    # What the new message has itself is kept when it weighs more.
+    terms, boosts = {"studi": 1.0, "lisbon": 0.9}, {"education": 6.0}
+    llm._subject(llm.index(ada), earlier, boosts, terms)
+    assert (terms["studi"], terms["lisbon"], boosts) == (1.0, 0.9, {"education": 6.0})

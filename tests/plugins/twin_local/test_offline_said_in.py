@@ -41,8 +41,12 @@ NESTED = Persona(
     summary="I build boats.\n\nI build boats. In Oslo.\n\nI'm based in Oslo.\n\nBoats.",
     notes={"faq": "## Boats?\nOne of my projects is Tern: tern.\n\nAnother is Tern: tern. Yes really.\n\nI.\n"},
 )
-PERSONAS = [FilesystemPersonaSource(example_persona_dir()).load(), NESTED]
+# One project: the words only its "One of my projects is ..." form has are its rarest, and no marker.
+SOLO = Persona(full_name="Lin Voss",
+               facts={"full_name": "Lin Voss", "projects": [{"name": "Kelp", "description": "a sensor"}]})
+PERSONAS = [FilesystemPersonaSource(example_persona_dir()).load(), NESTED, SOLO]
 INDEXES = [PersonaIndex(persona) for persona in PERSONAS]
+IDS = ["ada", "nested", "solo"]
 
 
 def _pieces(index: PersonaIndex) -> st.SearchStrategy[str]:
@@ -54,7 +58,7 @@ def _pieces(index: PersonaIndex) -> st.SearchStrategy[str]:
                      st.text(max_size=4))
 
 
-@pytest.mark.parametrize("index", INDEXES, ids=["ada", "nested"])
+@pytest.mark.parametrize("index", INDEXES, ids=IDS)
 @settings(max_examples=400, deadline=None)
 @given(data=st.data())
 def test_said_in_finds_what_a_search_finds(index: PersonaIndex, data: st.DataObject) -> None:
@@ -62,7 +66,7 @@ def test_said_in_finds_what_a_search_finds(index: PersonaIndex, data: st.DataObj
     assert [p.order for p in index.said_in(text)] == _searched(index, text)
 
 
-@pytest.mark.parametrize("index", INDEXES, ids=["ada", "nested"])
+@pytest.mark.parametrize("index", INDEXES, ids=IDS)
 def test_said_in_every_passage_and_every_pair(index: PersonaIndex) -> None:
     texts = [p.text for p in index.passages]
     for a in texts:
@@ -70,7 +74,7 @@ def test_said_in_every_passage_and_every_pair(index: PersonaIndex) -> None:
             assert [p.order for p in index.said_in(joined)] == _searched(index, joined), joined
 
 
-@pytest.mark.parametrize("index", INDEXES, ids=["ada", "nested"])
+@pytest.mark.parametrize("index", INDEXES, ids=IDS)
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_said_any_finds_what_a_search_finds(index: PersonaIndex, data: st.DataObject) -> None:
