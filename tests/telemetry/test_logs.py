@@ -170,90 +170,159 @@ def test_each_line_is_stamped_with_its_own_second_and_milliseconds():
         "2023-11-14T22:13:20.500Z", "2023-11-14T22:13:20.750Z", "2023-11-14T22:13:21.250Z", "2023-11-14T22:13:20.125Z"]
 
 
-def _request_lines(count):
-    from twin_server.telemetry.logs import log_request
+
+def _log_request_lines(stream, count=2, *, direct=True):
+    """``count`` request lines through ``configure_logging``'s JSON handler on ``stream``, alone on the root
+    logger (pytest's capture handlers taken off meanwhile); their documents."""
+    from twin_server.telemetry import request_log
+    from twin_server.telemetry.request_log import log_request
     from twin_server.telemetry.usage import RequestRecord
 
-    seen: list[logging.LogRecord] = []
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        root.handlers[:] = []
+        configure_logging("json", "INFO", stream=stream)
+        assert (request_log._sole_json_handler() is root.handlers[0]) is direct
+        for n in range(count):
+            record = RequestRecord(f"rid-{n}")
+            record.attempt("llm", "offline", 1, 0.0123, False)
+            record.input_tokens, record.output_tokens = 7, 3
+            log_request(record, method="POST", path="/chat", endpoint="/chat", status=200 + n,
+                        session_id="visitor-1", duration=0.25 + n)
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    return [json.loads(line) for line in stream.getvalue().splitlines()] if hasattr(stream, "getvalue") else None
+
+
+def _without_time(document):
+    return {k: v for k, v in document.items() if k != "time"}
+
+
+def test_a_request_line_written_directly_is_the_line_logging_writes():
+    import os
+    from unittest import mock
+
+    from twin_server.telemetry import request_log
+
+    direct = _log_request_lines(io.StringIO())
+    with mock.patch.object(request_log, "_sole_json_handler", return_value=None):  # through logging
+        through_logging = _log_request_lines(io.StringIO(), direct=False)
+    assert [_without_time(d) for d in direct] == [_without_time(d) for d in through_logging]
+    assert [list(d) for d in direct] == [list(d) for d in through_logging]  # the same keys in the same order
+    first = direct[0]
+    assert (first["level"], first["logger"], first["pid"], first["message"]) == (
+        "INFO", "twin_server.request", os.getpid(), "POST /chat 200 250.0ms")
+    assert first["backends"]["llm"] == {"backend": "offline", "calls": 1, "attempts": 1, "errors": 0, "ms": 12.3}
+    assert (first["tokens_in"], first["tokens_out"], direct[1]["status"]) == (7, 3, 201)
+    assert first["time"].endswith("Z") and len(first["time"]) == len("2026-12-01T20:00:00.000Z")
+
+
+def test_a_request_line_written_directly_is_redacted_too():
+    from twin_server.telemetry.redaction import register_secret, secrets
+
+    register_secret("rid-0-and-a-secret-part")
+    try:
+        stream = io.StringIO()
+        from twin_server.telemetry.request_log import log_request
+        from twin_server.telemetry.usage import RequestRecord
+
+        root = logging.getLogger()
+        saved = root.handlers[:], root.level
+        try:
+            root.handlers[:] = []  # ours alone: the line is written directly
+            configure_logging("json", "INFO", stream=stream)
+            log_request(RequestRecord("rid-0-and-a-secret-part"), method="GET", path="/health", endpoint="/health",
+                        status=200, session_id=None, duration=0.001)
+        finally:
+            root.handlers[:], _ = saved
+            root.setLevel(saved[1])
+        assert "secret-part" not in stream.getvalue() and json.loads(stream.getvalue())["request_id"] == "[redacted]"
+    finally:
+        secrets.clear()
+
+
+@pytest.mark.parametrize("where", ["filter on the request logger", "handler on twin_server", "second root handler",
+                                   "filter on our handler", "record factory", "text format"])
+def test_whatever_else_is_configured_on_the_way_gets_the_request_line_through_logging(where):
+    seen = []
 
     class Keep(logging.Handler):
         def emit(self, record):
             seen.append(record)
 
-    logger = logging.getLogger("twin_server.request")
-    keep, level, propagate = Keep(), logger.level, logger.propagate
-    logger.addHandler(keep)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    def keep_filter(record):
+        seen.append(record)
+        return True
+
+    request_logger, parent, root = (logging.getLogger(n) for n in ("twin_server.request", "twin_server", ""))
+    default_factory = logging.getLogRecordFactory()
+    undo = []
+    stream = io.StringIO()
     try:
-        for n in range(count):
-            log_request(RequestRecord(f"rid-{n}"), method="POST", path="/chat", endpoint="/chat", status=200 + n,
-                        session_id="visitor-1", duration=0.25 + n)
+        if where == "filter on the request logger":
+            request_logger.addFilter(keep_filter)
+            undo.append(lambda: request_logger.removeFilter(keep_filter))
+        elif where == "handler on twin_server":
+            handler = Keep()
+            parent.addHandler(handler)
+            undo.append(lambda: parent.removeHandler(handler))
+        elif where == "record factory":
+            def factory(*args, **kwargs):
+                record = default_factory(*args, **kwargs)
+                seen.append(record)
+                return record
+            logging.setLogRecordFactory(factory)
+            undo.append(lambda: logging.setLogRecordFactory(default_factory))
+        if where == "text format":
+            from twin_server.telemetry.request_log import log_request
+            from twin_server.telemetry.usage import RequestRecord
+
+            saved = root.handlers[:], root.level
+            root.handlers[:] = []
+            configure_logging("text", "INFO", stream=stream)
+            undo.append(lambda: (root.handlers.__setitem__(slice(None), saved[0]), root.setLevel(saved[1])))
+            log_request(RequestRecord("rid-0"), method="POST", path="/chat", endpoint="/chat", status=200,
+                        session_id="visitor-1", duration=0.25)
+            assert stream.getvalue().split(" ", 2)[2].startswith("INFO twin_server.request: POST /chat 200 250.0ms")
+            return
+        if where in ("second root handler", "filter on our handler"):
+            saved = root.handlers[:], root.level
+            root.handlers[:] = []
+            configure_logging("json", "INFO", stream=stream)
+            undo.append(lambda: (root.handlers.__setitem__(slice(None), saved[0]), root.setLevel(saved[1])))
+            if where == "second root handler":
+                root.addHandler(Keep())
+            else:
+                root.handlers[-1].addFilter(keep_filter)
+            from twin_server.telemetry.request_log import log_request
+            from twin_server.telemetry.usage import RequestRecord
+
+            log_request(RequestRecord("rid-0"), method="POST", path="/chat", endpoint="/chat", status=200,
+                        session_id="visitor-1", duration=0.25)
+            documents = [json.loads(line) for line in stream.getvalue().splitlines()]
+        else:
+            documents = _log_request_lines(stream, count=1, direct=False)
+        assert [d["request_id"] for d in documents] == ["rid-0"]  # our handler wrote it once
+        assert [record.getMessage() for record in seen] == ["POST /chat 200 250.0ms"]
+        assert seen[0].request_id == "rid-0" and seen[0].retries == 0
     finally:
-        logger.removeHandler(keep)
-        logger.setLevel(level)
-        logger.propagate = propagate
-    return seen
+        for step in reversed(undo):
+            step()
 
 
-def test_request_lines_carry_every_attribute_of_a_log_record_with_their_own_time_and_thread():
-    import threading
-    import time
-
-    lines = []
-
-    def requests():
-        lines.extend(_request_lines(1))
-        time.sleep(0.01)  # so the next lines' time differs from the first's
-        threading.current_thread().name = "request-thread-8"
-        lines.extend(_request_lines(2))
-
-    worker = threading.Thread(target=requests, name="request-thread-7")
-    before = time.time()
-    worker.start()
-    worker.join()
-    standard = logging.LogRecord("twin_server.request", logging.INFO, __file__, 0, "m", (), None)
-    assert [line.threadName for line in lines] == ["request-thread-7", "request-thread-8", "request-thread-8"]
-    for n, line in enumerate(lines):
-        assert set(vars(standard)) <= set(vars(line))  # what any handler may read is there
-        assert (line.thread, line.process, line.pathname) == (worker.ident, standard.process, lines[0].pathname)
-        assert line.getMessage() == f"POST /chat {200 + (n and n - 1)} {1000 * (0.25 + (n and n - 1)):.1f}ms"
-        assert before <= line.created <= time.time()
-        assert line.msecs == int((line.created - int(line.created)) * 1000)
-        assert abs(line.relativeCreated - (line.created - logging._startTime) * 1000) < 1
-    assert [line.request_id for line in lines] == ["rid-0", "rid-0", "rid-1"]
-    assert lines[0].created + 0.01 <= lines[1].created <= lines[2].created
-
-
-def test_a_forked_child_names_its_own_process_in_request_lines():
+def test_a_request_line_that_cannot_be_written_is_reported_as_logging_reports_it(capsys):
     import os
 
-    assert _request_lines(2)[1].process == os.getpid()  # this thread's template exists now
     read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover (the child's exit code is the assertion)
-        os.close(read)
-        os.write(write, str(_request_lines(1)[0].process).encode())
-        os._exit(0)
-    os.close(write)
-    reported = int(os.read(read, 64))
-    os.waitpid(child, 0)
-    assert reported == child
-
-
-def test_a_record_factory_of_the_operators_makes_request_lines_too():
-    made = []
-    default = logging.getLogRecordFactory()
-
-    def factory(*args, **kwargs):
-        record = default(*args, **kwargs)
-        record.deployment = "blue"
-        made.append(record)
-        return record
-
-    logging.setLogRecordFactory(factory)
+    os.close(read)  # a write to a pipe nobody reads: EPIPE (SIGPIPE is ignored under Python)
+    stream = os.fdopen(write, "w")
     try:
-        lines = _request_lines(2)
+        _log_request_lines(stream, count=1)
     finally:
-        logging.setLogRecordFactory(default)
-    assert [line.deployment for line in lines] == ["blue", "blue"] and made == lines
+        stream.close()
+    reported = capsys.readouterr().err
+    assert "--- Logging error ---" in reported and "BrokenPipeError" in reported
+    assert "Arguments: ('POST', '/chat', 200, 250.0)" in reported  # the record it reports is the request line
+    assert "in log_request" in reported  # written directly: the error came from there, not from emit

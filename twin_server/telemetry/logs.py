@@ -3,7 +3,7 @@
 ``TWIN_LOG_FORMAT`` is ``json`` or ``text`` (``gunicorn.conf.py`` makes it
 ``json``; ``text`` otherwise) and ``TWIN_LOG_LEVEL`` a level name (``INFO``).
 Every HTTP request ends in one line from the ``twin_server.request`` logger
-(``log_request``) with its method, path, url rule, status, duration, request
+(``request_log.log_request``) with its method, path, url rule, status, duration, request
 and session ids, per-backend timings, retries and tokens. Message text,
 request bodies, headers and query strings are never logged by it; other lines
 logged during a request carry its ``request_id``.
@@ -24,7 +24,6 @@ import logging
 import os
 import select
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from typing import IO, Any
@@ -36,7 +35,7 @@ from twin_server.telemetry import usage as accounting
 from twin_server.telemetry.redaction import secrets
 from twin_server.types import LINE_BREAK_ESCAPES
 
-__all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "log_request", "log_settings"]
+__all__ = ["JsonFormatter", "RedactingHandler", "TextFormatter", "configure_logging", "json_line", "log_settings"]
 
 FORMATS = ("json", "text")
 REQUEST_LOGGER = "twin_server.request"
@@ -44,8 +43,6 @@ _MARK = "_twin_server_handler"
 _FIELDS = "_twin_fields"  # log_request's fields, handed to the formatter as one dict
 #: Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
-
-request_log = logging.getLogger(REQUEST_LOGGER)
 
 
 def log_settings(environ: Mapping[str, str] | None = None, default_format: str = "text") -> tuple[str, str]:
@@ -93,7 +90,8 @@ class JsonFormatter(logging.Formatter):
     #: (lines are formatted outside the handler's lock).
     _cached: tuple[int, str] = (-1, "")
 
-    def _time(self, created: float) -> str:
+    def timestamp(self, created: float) -> str:
+        """``created`` as the line's UTC time, to the millisecond."""
         second = int(created)
         cached = self._cached
         if cached[0] != second:  # one strftime per second, not per line
@@ -102,7 +100,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, Any] = {
-            "time": self._time(record.created),
+            "time": self.timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "pid": record.process,
@@ -116,8 +114,13 @@ class JsonFormatter(logging.Formatter):
             document["exception"] = record.exc_text
         if record.stack_info:
             document["stack"] = self.formatStack(record.stack_info)
-        line = _dumps(document)
-        return line if line.isascii() else line.translate(LINE_BREAK_ESCAPES)
+        return json_line(document)
+
+
+def json_line(document: dict[str, Any]) -> str:
+    """``document`` as one JSON line (the line breaks ``str.splitlines`` sees escaped too)."""
+    line = _dumps(document)
+    return line if line.isascii() else line.translate(LINE_BREAK_ESCAPES)
 
 
 class TextFormatter(logging.Formatter):
@@ -175,22 +178,26 @@ class RedactingHandler(logging.StreamHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + self.terminator
-            if self._fd is not None:
-                data = line.encode("utf-8", "backslashreplace")
-                if len(data) <= select.PIPE_BUF:
-                    _write_all(self._fd, data)
-                    return
-            with self.lock:
-                if self._fd is not None:
-                    _write_all(self._fd, data)
-                else:
-                    self.stream.write(line)
-                    self.stream.flush()
+            self.write(self.format(record))
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+    def write(self, line: str) -> None:
+        """Write one formatted (and redacted) line and the terminator; raises what the write raises."""
+        line += self.terminator
+        if self._fd is not None:
+            data = line.encode("utf-8", "backslashreplace")
+            if len(data) <= select.PIPE_BUF:
+                _write_all(self._fd, data)
+                return
+        with self.lock:
+            if self._fd is not None:
+                _write_all(self._fd, data)
+            else:
+                self.stream.write(line)
+                self.stream.flush()
 
 
 def _descriptor(stream: IO[str]) -> int | None:
@@ -225,66 +232,3 @@ def configure_logging(fmt: str | None = None, level: str | None = None, *, strea
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level or env_level)
-
-
-def log_request(
-    record: accounting.RequestRecord,
-    *,
-    method: str,
-    path: str,
-    endpoint: str,
-    status: int,
-    session_id: str | None,
-    duration: float,
-) -> None:
-    """The one line of a finished request (INFO): what it was, how long, what it cost."""
-    if not request_log.isEnabledFor(logging.INFO):
-        return
-    fields: dict[str, Any] = {
-        "method": method,
-        "path": path,
-        "endpoint": endpoint,
-        "status": status,
-        "duration_ms": round(duration * 1000, 2),
-        "request_id": record.request_id,
-        "session_id": session_id,
-        "backends": {op: use.as_dict() for op, use in record.backends.items()},
-        "retries": record.retries,
-    }
-    if record.input_tokens or record.output_tokens:
-        fields["tokens_in"], fields["tokens_out"] = record.input_tokens, record.output_tokens
-    # A record made here and handed to ``handle``: ``info`` would also walk the stack for the caller.
-    line = _request_record((method, path, status, duration * 1000))
-    line.__dict__.update(fields)
-    line.__dict__[_FIELDS] = fields
-    request_log.handle(line)
-
-
-_REQUEST_MESSAGE = "%s %s %d %.1fms"
-_templates = threading.local()
-_generation = [0]  # bumped in a forked child: the thread-local templates it inherited name the parent's process
-os.register_at_fork(after_in_child=lambda: _generation.__setitem__(0, _generation[0] + 1))
-
-
-def _request_record(args: tuple[Any, ...]) -> logging.LogRecord:
-    """A request line's LogRecord: its thread's first one, copied, with the time and arguments of this one.
-
-    The same attributes as ``LogRecord(...)`` makes (whatever the Python version), at a third of its cost:
-    the process, thread and source fields are the same for every request line of a thread. A record
-    factory set with ``logging.setLogRecordFactory`` is used as it is.
-    """
-    factory = logging.getLogRecordFactory()
-    if factory is not logging.LogRecord:
-        return factory(REQUEST_LOGGER, logging.INFO, __file__, 0, _REQUEST_MESSAGE, args, None)
-    template = getattr(_templates, "record", None)
-    if template is None or template[0] != _generation[0]:
-        first = logging.LogRecord(REQUEST_LOGGER, logging.INFO, __file__, 0, _REQUEST_MESSAGE, args, None)
-        _templates.record = (_generation[0], dict(vars(first)))
-        return first
-    fields = template[1]
-    created = time.time()
-    line = logging.LogRecord.__new__(logging.LogRecord)
-    line.__dict__.update(fields, args=args, created=created, msecs=int((created - int(created)) * 1000) + 0.0,
-                         relativeCreated=fields["relativeCreated"] + (created - fields["created"]) * 1000,
-                         threadName=threading.current_thread().name)
-    return line

@@ -18,6 +18,7 @@ from flask import Flask, Response, g, request
 
 from twin_server.telemetry import usage as accounting
 from twin_server.telemetry import logs
+from twin_server.telemetry import request_log
 from twin_server import config as settings
 from twin_server.errors import ConfigurationError
 from twin_server.telemetry.metrics import DEFAULT_FLUSH_SECONDS, EXTENSION_KEY, Metrics, bp
@@ -124,7 +125,7 @@ def _finisher(record: accounting.RequestRecord, status: int, metrics: Metrics | 
         seconds = record.elapsed()
         if accounting.current() is record:
             accounting.stop()
-        logs.log_request(
+        request_log.log_request(
             record, method=method, path=path, endpoint=endpoint, status=status, session_id=session_id, duration=seconds
         )
         if metrics is not None:
