@@ -174,3 +174,59 @@ def test_batched_histograms_read_as_written_through_ones(multiprocess_dir):
     for line in (line for line in lines if line.startswith("batched")):
         assert line.replace("batched", "direct", 1) in lines
     assert sum(line.startswith("batched") for line in lines) == len(BUCKETS) + 3  # buckets, +Inf, count, sum
+
+
+class HeldWrite:
+    """A counter child whose write holds a lock of the file's (prometheus_client's values hold one) a while."""
+
+    def __init__(self, seconds=0.0, fails=False):
+        self.file_lock, self.writing, self.seconds, self.fails = threading.Lock(), threading.Event(), seconds, fails
+        self.written = 0.0
+
+    def inc(self, amount):
+        with self.file_lock:
+            self.writing.set()
+            threading.Event().wait(self.seconds)
+            if self.fails:
+                raise OSError("no space left on device")
+            self.written += amount
+
+
+def test_a_fork_waits_for_a_flush_writing_so_the_child_finds_the_files_lock_free():
+    child_value = HeldWrite(seconds=0.5)
+    batcher = Batcher(LATER)
+    batcher.counter(child_value).inc()
+    flushing = threading.Thread(target=batcher.flush)
+    flushing.start()
+    child_value.writing.wait(5)
+    pid = os.fork()  # while the flush is in its write, unless the fork waits for it
+    if pid == 0:
+        os._exit(0 if child_value.file_lock.acquire(timeout=2) else 1)
+    _, status = os.waitpid(pid, 0)
+    flushing.join()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_value.written == 1
+
+
+def test_a_write_that_fails_leaves_the_other_series_written():
+    failing, fine = HeldWrite(fails=True), HeldWrite()
+    batcher = Batcher(LATER)
+    batcher.counter(failing).inc()
+    batcher.counter(fine).inc(3)
+    with pytest.raises(OSError, match="no space"):
+        batcher.flush()
+    assert fine.written == 3
+
+
+def test_a_flush_returns_only_once_a_flush_writing_meanwhile_has_written():
+    """A scrape's (or the exit's) flush must not read the files while the flusher thread still writes to them."""
+    child_value = HeldWrite(seconds=0.3)
+    batcher = Batcher(LATER)
+    batcher.counter(child_value).inc()
+    flushing = threading.Thread(target=batcher.flush)
+    flushing.start()
+    child_value.writing.wait(5)
+    batcher.flush()  # nothing is left to take: the other flush took it
+    written = child_value.written
+    flushing.join()
+    assert written == 1
