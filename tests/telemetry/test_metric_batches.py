@@ -44,18 +44,30 @@ def answer(metrics, seconds=0.02, tokens=0) -> None:
                             seconds=seconds, llm_backend="offline")
 
 
+class Yielding(float):
+    """A sample whose addition to a total lets the other threads run midway through the ``+=``.
+
+    Without it CPython 3.11 switches threads only between whole ``+=`` statements, and an unlocked total
+    would lose nothing here.
+    """
+
+    def __radd__(self, other):
+        time.sleep(0)
+        return float(other) + float(self)
+
+
 def test_threads_hammering_one_series_lose_no_sample(multiprocess_dir):
     previous = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
     metrics = Metrics(LATER)
     attempt = metrics.attempt_observer("llm", "offline")
-    threads, per_thread = 8, 3000
+    threads, per_thread = 8, 500
     stop = threading.Event()
 
     def hammer():
         for _ in range(per_thread):
-            answer(metrics, seconds=0.25, tokens=2)
-            attempt(1, 0.5, None)
+            answer(metrics, seconds=Yielding(0.25), tokens=Yielding(2))
+            attempt(1, Yielding(0.5), None)
 
     def flush_meanwhile():
         while not stop.is_set():
