@@ -242,3 +242,32 @@ def test_a_flush_returns_only_once_a_flush_writing_meanwhile_has_written():
     written = child_value.written
     flushing.join()
     assert written == 1
+
+
+def test_two_threads_forking_at_once_leave_the_flush_free():
+    child_value = HeldWrite(seconds=0.5)
+    batcher = Batcher(LATER)
+    batcher.counter(child_value).inc()
+    flushing = threading.Thread(target=batcher.flush)
+    flushing.start()
+    child_value.writing.wait(5)
+    children = []
+
+    def fork():
+        pid = os.fork()  # both wait for the flush writing, then for each other
+        if pid == 0:
+            os._exit(0)
+        children.append(pid)
+
+    forks = [threading.Thread(target=fork) for _ in range(2)]
+    for thread in forks:
+        thread.start()
+    for thread in forks + [flushing]:
+        thread.join()
+    for pid in children:
+        os.waitpid(pid, 0)
+    assert len(children) == 2
+    stuck = batcher._flush_lock.locked()  # then every later flush, a scrape's and the exit's, waits for ever
+    if stuck:
+        batcher._flush_lock.release()  # so that this process's own exit flush does not
+    assert not stuck

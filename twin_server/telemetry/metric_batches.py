@@ -178,10 +178,12 @@ def flush_all() -> None:
 
 
 _held_over_fork: list[Batcher] = []
+_forking = threading.Lock()  # threads forking at once take turns: each releases the flush locks it took
 
 
 def _before_fork() -> None:
     """No flush writes across a fork: the child would find prometheus_client's file lock held, for ever."""
+    _forking.acquire()
     _held_over_fork[:] = list(_live)
     for batcher in _held_over_fork:
         batcher._flush_lock.acquire()
@@ -191,9 +193,12 @@ def _after_fork_in_parent() -> None:
     for batcher in _held_over_fork:
         batcher._flush_lock.release()
     _held_over_fork.clear()
+    _forking.release()
 
 
 def _after_fork_in_child() -> None:
+    global _forking
+    _forking = threading.Lock()
     _held_over_fork.clear()
     for batcher in list(_live):
         batcher._after_fork_in_child()
