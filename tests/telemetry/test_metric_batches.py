@@ -105,7 +105,7 @@ def test_samples_wait_in_the_process_until_a_flush(multiprocess_dir):
     assert on_disk(multiprocess_dir, "twin_http_requests_total", **CHAT) == 1
 
 
-def test_the_flusher_thread_writes_within_its_interval(multiprocess_dir):
+def test_the_flusher_thread_writes_with_no_scrape_asking(multiprocess_dir):
     metrics = Metrics(0.05)
     answer(metrics)
     deadline = time.monotonic() + 30
