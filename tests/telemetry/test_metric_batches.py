@@ -204,13 +204,19 @@ class HeldWrite:
             self.written += amount
 
 
-def test_a_fork_waits_for_a_flush_writing_so_the_child_finds_the_files_lock_free():
-    child_value = HeldWrite(seconds=0.5)
+def flush_writing(seconds):
+    """A batcher whose flush, on a thread of its own, is in its write of one counter for ``seconds``."""
+    child_value = HeldWrite(seconds=seconds)
     batcher = Batcher(LATER)
     batcher.counter(child_value).inc()
     flushing = threading.Thread(target=batcher.flush)
     flushing.start()
     child_value.writing.wait(5)
+    return child_value, batcher, flushing
+
+
+def test_a_fork_waits_for_a_flush_writing_so_the_child_finds_the_files_lock_free():
+    child_value, batcher, flushing = flush_writing(0.5)
     pid = os.fork()  # while the flush is in its write, unless the fork waits for it
     if pid == 0:
         os._exit(0 if child_value.file_lock.acquire(timeout=2) else 1)
@@ -232,12 +238,7 @@ def test_a_write_that_fails_leaves_the_other_series_written():
 
 def test_a_flush_returns_only_once_a_flush_writing_meanwhile_has_written():
     """A scrape's (or the exit's) flush must not read the files while the flusher thread still writes to them."""
-    child_value = HeldWrite(seconds=0.3)
-    batcher = Batcher(LATER)
-    batcher.counter(child_value).inc()
-    flushing = threading.Thread(target=batcher.flush)
-    flushing.start()
-    child_value.writing.wait(5)
+    child_value, batcher, flushing = flush_writing(0.3)
     batcher.flush()  # nothing is left to take: the other flush took it
     written = child_value.written
     flushing.join()
@@ -245,12 +246,7 @@ def test_a_flush_returns_only_once_a_flush_writing_meanwhile_has_written():
 
 
 def test_two_threads_forking_at_once_leave_the_flush_free():
-    child_value = HeldWrite(seconds=0.5)
-    batcher = Batcher(LATER)
-    batcher.counter(child_value).inc()
-    flushing = threading.Thread(target=batcher.flush)
-    flushing.start()
-    child_value.writing.wait(5)
+    child_value, batcher, flushing = flush_writing(0.5)
     children = []
 
     def fork():
