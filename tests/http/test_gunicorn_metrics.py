@@ -26,7 +26,7 @@ def chat_on_both_workers(url, log) -> int:
     return sent
 
 
-def test_a_scrape_shows_the_other_workers_samples_within_a_flush_interval(tmp_path):
+def test_a_scrape_shows_the_other_workers_samples_once_its_flusher_wrote_them(tmp_path):
     log = tmp_path / "gunicorn.log"
     with gunicorn_server({**ENV, "TWIN_DATA_DIR": str(tmp_path / "data")}, log_path=log) as server:
         sent = chat_on_both_workers(server.url, log)

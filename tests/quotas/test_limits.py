@@ -257,7 +257,9 @@ def test_keys_worked_out_once_stay_bounded_and_count_on_after_the_table_empties(
     rate = policy.RateLimit(limits_lib.parse_many("100/minute;1000/day"), storage)
     first = rate.windows("192.0.2.1")
     assert first == [("LIMITER/chat/192.0.2.1/100/1/minute", 60), ("LIMITER/chat/192.0.2.1/1000/1/day", 86400)]
+    assert rate.windows("192.0.2.1") is first  # kept, not worked out again
     allowance = SessionAllowance(storage, max_messages=30)
+    assert allowance._session_key("visitor-0000") is allowance._session_key("visitor-0000")
     for n in range(20):  # more clients and sessions than the tables keep
         rate.windows(f"192.0.2.{n + 2}")
         allowance(TurnRequest(f"visitor-{n:04d}", "hi"))

@@ -44,18 +44,30 @@ def answer(metrics, seconds=0.02, tokens=0) -> None:
                             seconds=seconds, llm_backend="offline")
 
 
+class Yielding(float):
+    """A sample whose addition to a total lets the other threads run midway through the ``+=``.
+
+    Without it CPython 3.11 switches threads only between whole ``+=`` statements, and an unlocked total
+    would lose nothing here.
+    """
+
+    def __radd__(self, other):
+        time.sleep(0)
+        return float(other) + float(self)
+
+
 def test_threads_hammering_one_series_lose_no_sample(multiprocess_dir):
     previous = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
     metrics = Metrics(LATER)
     attempt = metrics.attempt_observer("llm", "offline")
-    threads, per_thread = 8, 3000
+    threads, per_thread = 8, 500
     stop = threading.Event()
 
     def hammer():
         for _ in range(per_thread):
-            answer(metrics, seconds=0.25, tokens=2)
-            attempt(1, 0.5, None)
+            answer(metrics, seconds=Yielding(0.25), tokens=Yielding(2))
+            attempt(1, Yielding(0.5), None)
 
     def flush_meanwhile():
         while not stop.is_set():
@@ -93,7 +105,7 @@ def test_samples_wait_in_the_process_until_a_flush(multiprocess_dir):
     assert on_disk(multiprocess_dir, "twin_http_requests_total", **CHAT) == 1
 
 
-def test_the_flusher_thread_writes_within_its_interval(multiprocess_dir):
+def test_the_flusher_thread_writes_with_no_scrape_asking(multiprocess_dir):
     metrics = Metrics(0.05)
     answer(metrics)
     deadline = time.monotonic() + 30
@@ -174,3 +186,84 @@ def test_batched_histograms_read_as_written_through_ones(multiprocess_dir):
     for line in (line for line in lines if line.startswith("batched")):
         assert line.replace("batched", "direct", 1) in lines
     assert sum(line.startswith("batched") for line in lines) == len(BUCKETS) + 3  # buckets, +Inf, count, sum
+
+
+class HeldWrite:
+    """A counter child whose write holds a lock of the file's (prometheus_client's values hold one) a while."""
+
+    def __init__(self, seconds=0.0, fails=False):
+        self.file_lock, self.writing, self.seconds, self.fails = threading.Lock(), threading.Event(), seconds, fails
+        self.written = 0.0
+
+    def inc(self, amount):
+        with self.file_lock:
+            self.writing.set()
+            threading.Event().wait(self.seconds)
+            if self.fails:
+                raise OSError("no space left on device")
+            self.written += amount
+
+
+def flush_writing(seconds):
+    """A batcher whose flush, on a thread of its own, is in its write of one counter for ``seconds``."""
+    child_value = HeldWrite(seconds=seconds)
+    batcher = Batcher(LATER)
+    batcher.counter(child_value).inc()
+    flushing = threading.Thread(target=batcher.flush)
+    flushing.start()
+    child_value.writing.wait(5)
+    return child_value, batcher, flushing
+
+
+def test_a_fork_waits_for_a_flush_writing_so_the_child_finds_the_files_lock_free():
+    child_value, batcher, flushing = flush_writing(0.5)
+    pid = os.fork()  # while the flush is in its write, unless the fork waits for it
+    if pid == 0:
+        os._exit(0 if child_value.file_lock.acquire(timeout=2) else 1)
+    _, status = os.waitpid(pid, 0)
+    flushing.join()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_value.written == 1
+
+
+def test_a_write_that_fails_leaves_the_other_series_written():
+    failing, fine = HeldWrite(fails=True), HeldWrite()
+    batcher = Batcher(LATER)
+    batcher.counter(failing).inc()
+    batcher.counter(fine).inc(3)
+    with pytest.raises(OSError, match="no space"):
+        batcher.flush()
+    assert fine.written == 3
+
+
+def test_a_flush_returns_only_once_a_flush_writing_meanwhile_has_written():
+    """A scrape's (or the exit's) flush must not read the files while the flusher thread still writes to them."""
+    child_value, batcher, flushing = flush_writing(0.3)
+    batcher.flush()  # nothing is left to take: the other flush took it
+    written = child_value.written
+    flushing.join()
+    assert written == 1
+
+
+def test_two_threads_forking_at_once_leave_the_flush_free():
+    child_value, batcher, flushing = flush_writing(0.5)
+    children = []
+
+    def fork():
+        pid = os.fork()  # both wait for the flush writing, then for each other
+        if pid == 0:
+            os._exit(0)
+        children.append(pid)
+
+    forks = [threading.Thread(target=fork) for _ in range(2)]
+    for thread in forks:
+        thread.start()
+    for thread in forks + [flushing]:
+        thread.join()
+    for pid in children:
+        os.waitpid(pid, 0)
+    assert len(children) == 2
+    stuck = batcher._flush_lock.locked()  # then every later flush, a scrape's and the exit's, waits for ever
+    if stuck:
+        batcher._flush_lock.release()  # so that this process's own exit flush does not
+    assert not stuck

@@ -93,6 +93,12 @@ def test_bad_observability_settings_stop_the_start(scripted_app):
     assert "TWIN_METRICS_FLUSH_SECONDS must be at least 0" in text
 
 
+def test_a_flush_interval_no_thread_can_wait_stops_the_start(scripted_app):
+    """Past ``threading.TIMEOUT_MAX`` the flusher thread's wait raises: it would die and flush nothing."""
+    with pytest.raises(StartupError, match="TWIN_METRICS_FLUSH_SECONDS must be at most"):
+        scripted_app(METRICS_FLUSH_SECONDS="1e12")
+
+
 def series_of(samples, name):
     return {labels for sample_name, labels in samples if sample_name == name}
 

@@ -17,8 +17,11 @@ A ``Batcher`` flushes:
   timeout, or a graceful stop that ran over) loses at most one interval.
 
 So a scrape answered by another worker sees a worker's samples up to one
-interval late. In a forked child nothing is pending (the parent writes what it
-had), the locks are new and a flusher thread of its own starts.
+interval late. A fork waits for a flush that is writing (a gunicorn master
+that loaded the app, ``--preload``, has a flusher too). In a forked child
+nothing is pending (the parent writes what it had), the locks are new and a
+flusher thread of its own starts. A write that raises leaves the other series
+written; the flush raises its error after them.
 
 The histogram writes go to prometheus_client's private parts of a child
 (``_upper_bounds``, ``_sum``, ``_buckets``): setup.cfg pins the versions they
@@ -134,8 +137,14 @@ class Batcher:
             with self._lock:
                 taken = [(series, pending) for series in self._pending.values()
                          if (pending := series.take()) is not None]
+            failure = None
             for series, pending in taken:
-                series.write(pending)
+                try:
+                    series.write(pending)
+                except Exception as exc:  # the others' totals, taken already, would be lost with it
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
 
     def _start_flusher(self) -> None:
         threading.Thread(target=_flush_every, args=(weakref.ref(self), self.interval),
@@ -168,10 +177,32 @@ def flush_all() -> None:
         batcher.flush()
 
 
+_held_over_fork: list[Batcher] = []
+_forking = threading.Lock()  # threads forking at once take turns: each releases the flush locks it took
+
+
+def _before_fork() -> None:
+    """No flush writes across a fork: the child would find prometheus_client's file lock held, for ever."""
+    _forking.acquire()
+    _held_over_fork[:] = list(_live)
+    for batcher in _held_over_fork:
+        batcher._flush_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for batcher in _held_over_fork:
+        batcher._flush_lock.release()
+    _held_over_fork.clear()
+    _forking.release()
+
+
 def _after_fork_in_child() -> None:
+    global _forking
+    _forking = threading.Lock()
+    _held_over_fork.clear()
     for batcher in list(_live):
         batcher._after_fork_in_child()
 
 
 atexit.register(flush_all)
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

@@ -11,6 +11,7 @@ backend time include the stream.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -55,7 +56,8 @@ def _metrics_on(config: Mapping[str, Any]) -> bool:
 
 
 def _flush_seconds(config: Mapping[str, Any]) -> float:
-    return settings.get_float(config, "METRICS_FLUSH_SECONDS", DEFAULT_FLUSH_SECONDS, minimum=0)
+    return settings.get_float(config, "METRICS_FLUSH_SECONDS", DEFAULT_FLUSH_SECONDS, minimum=0,
+                              maximum=threading.TIMEOUT_MAX)
 
 
 def _flush_seconds_or_default(config: Mapping[str, Any]) -> float:
