@@ -77,7 +77,7 @@ def varied_questions() -> list[str]:
     """Every question of the golden sets behind every opener, one opener's after another's."""
     questions = sorted({json.loads(line)["question"] for name in ("example.jsonl", "heldout.jsonl")
                         for line in (EVALS / name).read_text(encoding="utf-8").splitlines() if line.strip()})
-    return [opener + (question[0].lower() + question[1:] if opener else question)
+    return [opener + (question[0].lower() + question[1:] if opener and not question[:2].isupper() else question)
             for opener in OPENERS for question in questions]
 
 

@@ -252,7 +252,6 @@ def _version(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-
 def _unavailable(action: str, exc: OSError) -> BackendUnavailable:
     reason = errno.errorcode.get(exc.errno or 0, "OSError")
     return BackendUnavailable(f"the event store could not {action} an event ({reason})")
