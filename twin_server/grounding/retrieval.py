@@ -2,7 +2,9 @@
 
 The index is built once per persona object (``PassageIndex(passages)``) and a
 query costs the postings of its own terms, not a pass over every passage, so
-a 500 KB persona answers as fast as a small one. Terms are lower-cased words
+a 500 KB persona answers as fast as a small one: a word in most passages (a
+word of the conversation, say) is read best first, only as far as the caller
+takes passages. Terms are lower-cased words
 without stopwords, lightly stemmed ("languages"/"language", "based"/"base").
 """
 
@@ -153,8 +155,10 @@ class PassageIndex:
     B = 0.6
     #: Below this idf (a word in more than about 80% of the passages) a word only counts alone.
     COMMON_IDF = 0.2
-    #: How many of the best passages ``rank`` sorts first.
-    FIRST = 48
+    #: ``rank`` scores a word's postings up front when they are at most this long or this share of
+    #: the passages; longer ones it walks best first, as far as the caller reads.
+    SHORT = 48
+    LONG = 0.25
 
     def __init__(self, passages: Sequence[Passage]) -> None:
         self.passages = tuple(passages)
@@ -180,6 +184,7 @@ class PassageIndex:
         self._postings = postings
         self._contrib: list[dict[str, float]] = [{} for _ in self.passages]
         self._term_sets: dict[int, frozenset[str]] = {}  # filled as ``relevant`` and ``attribute`` ask
+        self._by_contribution: dict[str, tuple[list[tuple[float, int]], frozenset[int]]] = {}  # filled as ``rank`` asks
         for term, (ids, values) in postings.items():
             for i, value in zip(ids, values):
                 self._contrib[i][term] = value
@@ -205,21 +210,105 @@ class PassageIndex:
 
         A word found in nearly every passage (idf below ``COMMON_IDF``) adds almost nothing to any
         score but costs a walk over the whole index, so it only counts when the question has no
-        rarer word. A caller that takes the first few pays for those only (a partial sort).
+        rarer word. A caller that takes the first few pays for those only.
         """
         rare = {t: w for t, w in weights.items() if self._idf.get(t, 0.0) >= self.COMMON_IDF}
-        scores = self.scores(rare or weights)
-        # (-score, position): sorted as is, best first, ties in the persona's order.
-        items = [(-v, i) for i, v in scores.items() if i >= start]
-        head = heapq.nsmallest(self.FIRST, items)
-        for negated, i in head:
+        weights = rare or weights
+        postings = self._postings
+        longest = max(self.SHORT, int(len(self.passages) * self.LONG))
+        walked = [t for t, w in weights.items() if w > 0 and t in postings and len(postings[t][0]) > longest]
+        scores = self._scores_but_walked(weights, walked)
+        heap = [(-v, i) for i, v in scores.items() if i >= start]
+        heapq.heapify(heap)
+        if walked:
+            yield from self._walk(weights, walked, scores, heap, start)
+        while heap:
+            negated, i = heapq.heappop(heap)
             yield -negated, i
-        if len(items) > len(head):
-            for negated, i in sorted(items)[len(head):]:
-                yield -negated, i
         for i in range(start, len(self.passages)):
             if i not in scores:
                 yield 0.0, i
+
+    def _scores_but_walked(self, weights: Mapping[str, float], walked: Sequence[str]) -> dict[int, float]:
+        """``scores`` of the passages holding a word not in ``walked``, each summed in ``weights``' order
+        as ``scores`` sums it (the walked words looked up per passage), so the floats are the same."""
+        if not walked:
+            return self.scores(weights)
+        postings, contrib = self._postings, self._contrib
+        held: set[int] = set()
+        for term in weights:
+            if term not in walked and term in postings:
+                held.update(postings[term][0])
+        out: dict[int, float] = {}
+        get = out.get
+        for term, weight in weights.items():
+            if term in walked:
+                for i in held.intersection(self._descending(term)[1]):
+                    out[i] = get(i, 0.0) + weight * contrib[i][term]
+            elif (posting := postings.get(term)) is not None:
+                for i, value in zip(*posting):
+                    out[i] = get(i, 0.0) + weight * value
+        return out
+
+    def _walk(self, weights: Mapping[str, float], walked: Sequence[str], scores: dict[int, float],
+              heap: list[tuple[float, int]], start: int) -> Iterator[tuple[float, int]]:
+        """Yield from ``heap`` the passages no unseen one can outscore, reading the ``walked`` words'
+        postings best first into ``scores`` and ``heap`` until every one is read.
+
+        An unseen passage holds walked words only, each worth at most the next value of its list:
+        ``bound`` adds those in the order a score adds its terms, so (rounding being monotonic) no
+        unseen passage's float exceeds it, and a passage scoring above it is safe to yield, a tie not.
+        """
+        factors = [weights[t] for t in walked]
+        lists = [self._descending(t)[0] for t in walked]
+        pop, push = heapq.heappop, heapq.heappush
+        if len(walked) == 1:  # the usual case, in short: the bound is the next value's worth, a score its own
+            factor = factors[0]
+            for value, i in lists[0]:
+                bound = factor * value
+                while heap and -heap[0][0] > bound:
+                    negated, j = pop(heap)
+                    yield -negated, j
+                if i not in scores:
+                    scores[i] = bound
+                    if i >= start:
+                        push(heap, (-bound, i))
+            return
+        depths = [0] * len(walked)
+        contrib = self._contrib
+        while True:
+            bound, step, most = 0.0, -1, -1.0
+            for k, (factor, values, depth) in enumerate(zip(factors, lists, depths)):
+                if depth < len(values):
+                    worth = factor * values[depth][0]
+                    bound += worth
+                    if worth > most:
+                        step, most = k, worth
+            if step < 0:
+                return
+            while heap and -heap[0][0] > bound:
+                negated, i = pop(heap)
+                yield -negated, i
+            i = lists[step][depths[step]][1]
+            depths[step] += 1
+            if i not in scores:
+                held, score = contrib[i], 0.0
+                for term, factor in zip(walked, factors):
+                    value = held.get(term)
+                    if value is not None:
+                        score += factor * value
+                scores[i] = score
+                if i >= start:
+                    push(heap, (-score, i))
+
+    def _descending(self, term: str) -> tuple[list[tuple[float, int]], frozenset[int]]:
+        """The term's (contribution, position) pairs, largest first, and its positions (made on first
+        use: a persona's questions walk a few common words)."""
+        found = self._by_contribution.get(term)
+        if found is None:
+            ids, values = self._postings[term]
+            found = self._by_contribution[term] = (sorted(zip(values, ids), reverse=True), frozenset(ids))
+        return found
 
     def relevant(self, message: str, among: Iterable[int] | None = None, *, limit: int = 5,
                  relative: float = 0.5, coverage: float = 0.5,
