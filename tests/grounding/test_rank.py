@@ -1,9 +1,13 @@
-"""``PassageIndex.rank``: the order of a full sort of ``scores``, however much of it a caller reads."""
+"""``PassageIndex.rank``: the order of a full sort of ``scores``, however much of it a caller reads, and the
+same floats in every process."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -73,3 +77,25 @@ def test_words_in_every_passage_count_when_the_question_has_no_other():
     assert list(index.rank({"sonar": 1.0, "kelp": 0.4}, start=5)) == sorted_by_score(
         index, {"sonar": 1.0, "kelp": 0.4}, start=5)
     assert next(index.rank({"sonar": 1.0}))[1] == 70
+
+
+# A question whose synonyms make a group of several words: a set, iterated in the hash seed's order.
+SEEDED = """
+from twin_local.persona import FilesystemPersonaSource, example_persona_dir
+from twin_server import persona_passages
+from twin_server.grounding.retrieval import query_weights
+index = persona_passages(FilesystemPersonaSource(example_persona_dir()).load()).index
+question = "Do you offer freelance work?"
+print([repr(score) for score, _ in index.rank(query_weights(question))][:8])
+added = []
+scores = index.scores
+index.scores = lambda weights: added.append(list(weights)) or scores(weights)
+print(index.relevant(question), added)
+"""
+
+
+def test_scores_are_the_same_floats_in_every_process():
+    # Each gunicorn worker has its own hash seed: terms added in a set's order made a score's last bit differ.
+    found = {subprocess.run([sys.executable, "-c", SEEDED], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(4)}
+    assert len(found) == 1

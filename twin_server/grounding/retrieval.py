@@ -132,7 +132,8 @@ def query_weights(message: str, recent: Sequence[str] = (), recent_weight: float
     ``groups``: the message's ``query_groups`` when the caller has them already."""
     weights: dict[str, float] = {}
     for group in query_groups(message) if groups is None else groups:
-        for term in group:
+        # Sorted: a set's order follows the process's hash seed, and a score's last bit the order it adds terms in.
+        for term in sorted(group):
             weights[term] = max(weights.get(term, 0.0), 0.8)
     for term in terms(message):
         weights[term] = 1.0
@@ -329,7 +330,7 @@ class PassageIndex:
             return []
         weights: dict[str, float] = {}
         for group in groups:
-            for term in group:
+            for term in sorted(group):  # in the same order in every process, as ``query_weights``
                 weights[term] = 1.0
         chosen = None if among is None else set(among)
         # (-score, position): sorted as is, best first, ties in the persona's order.
