@@ -83,7 +83,7 @@ def test_words_in_every_passage_count_when_the_question_has_no_other():
 SEEDED = """
 from twin_local.persona import FilesystemPersonaSource, example_persona_dir
 from twin_server import persona_passages
-from twin_server.grounding.retrieval import query_weights
+from twin_server.grounding.query import query_weights
 index = persona_passages(FilesystemPersonaSource(example_persona_dir()).load()).index
 question = "Do you offer freelance work?"
 print([repr(score) for score, _ in index.rank(query_weights(question))][:8])
