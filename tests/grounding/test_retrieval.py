@@ -12,7 +12,8 @@ import pytest
 from twin_local.persona import FilesystemPersonaSource, example_persona_dir
 from twin_server import Persona, persona_passages
 from twin_server.grounding.passages import MAX_CHARS, PersonaPassages
-from twin_server.grounding.retrieval import PassageIndex, query_groups, query_weights, stem
+from twin_server.grounding.query import query_groups, query_weights, stem
+from twin_server.grounding.retrieval import PassageIndex
 
 WORDS = ("boat harbour sail coast survey sonar buoy tide current rope anchor engine hull mast deck keel "
          "friends weekend summer winter project robot sensor battery firmware python rust field test "

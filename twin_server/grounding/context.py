@@ -23,7 +23,7 @@ from twin_server import config as settings
 from twin_server.errors import ConfigurationError, HistoryTooLong, PersonaError
 from twin_server.grounding.budget import Overflow, Plan, plan
 from twin_server.grounding.passages import PersonaPassages, persona_passages
-from twin_server.grounding.retrieval import FOLLOW_UP, query_groups, query_weights
+from twin_server.grounding.query import FOLLOW_UP, query_groups, query_weights
 from twin_server.grounding.tokens import MESSAGE_OVERHEAD, TokenCounter, estimate_from_size, extra_utf8_bytes
 from twin_server.turn.prompt import core_prompt, knowledge_sections
 from twin_server.types import Message, Persona, Source, Summary

@@ -2,148 +2,23 @@
 
 The index is built once per persona object (``PassageIndex(passages)``) and a
 query costs the postings of its own terms, not a pass over every passage, so
-a 500 KB persona answers as fast as a small one. Terms are lower-cased words
-without stopwords, lightly stemmed ("languages"/"language", "based"/"base").
+a 500 KB persona answers as fast as a small one: a word in most passages (a
+word of the conversation, say) is read best first, only as far as the caller
+takes passages. A text's terms are ``query.terms``.
 """
 
 from __future__ import annotations
 
-import functools
 import heapq
 import math
-import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from twin_server.grounding.passages import Passage
+# query_weights, stem and terms were this module's before they had their own (still importable from here).
+from twin_server.grounding.query import FOLLOW_UP, query_groups, query_weights, stem, terms
 
-__all__ = ["PassageIndex", "query_weights", "stem", "terms"]
-
-STOPWORDS = frozenset(
-    """
-    a about above after again all also am an and any anything are as at be been being but by can could did do does
-    doing done don else ever for from get got had has have having he her here hers him his how i if in into is it its
-    just kind know let like lot many may me might mine more most much must my myself no not now of ok okay on one
-    only or other our out over own please really s say she should so some something sort such t tell than that the
-    their them then there these they thing things think this those to too us very want was we well were what when
-    where which who whom whose why will with would yes you your yours yourself hi hello hey thanks thank
-    """.split()
-)
-_TOKEN = re.compile(r"[^\W_]+(?:\+\+|#)?")
-_SUFFIXES = (("ies", "y"), ("ing", ""), ("ed", ""), ("ly", ""), ("s", ""))
-#: "Tell me more", "go on": a follow-up whose subject is the turn before.
-FOLLOW_UP = re.compile(r"^\W*(tell me more|more|go on|and\??|what else|anything else|continue|keep going|say more"
-                       r"|elaborate|why|how so|really)\b", re.IGNORECASE)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def stem(word: str) -> str:
-    """A light stemmer: languages/language, based/base, living/lives/live all meet (cached: a persona
-    and its questions use the same few thousand words)."""
-    if len(word) <= 3 or not word.isalpha():
-        return word
-    for suffix, replacement in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            if suffix == "s" and word.endswith(("ss", "us", "is")):
-                break
-            word = word[: -len(suffix)] + replacement
-            if suffix in ("ing", "ed") and len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
-                word = word[:-1]
-            break
-    if len(word) > 3 and word.endswith("e"):
-        word = word[:-1]
-    return word
-
-
-def terms(text: str) -> list[str]:
-    """The text's stemmed content words, in order, repeats kept."""
-    words = _TOKEN.findall(text.replace("’", "'").lower())
-    return [stem(w) for w in words if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
-
-
-#: Question words that also mean other words (what a persona's labels and notes say instead).
-SYNONYMS: dict[str, tuple[str, ...]] = {
-    "live": ("location", "based"), "based": ("location",), "located": ("location",),
-    "name": ("called", "named"), "called": ("name", "named"), "named": ("name", "called"), "living": ("location", "based"), "city": ("location", "based"),
-    "country": ("location",), "hometown": ("location", "grew"), "from": ("location",),
-    "job": ("role", "work"), "work": ("role", "company"), "employer": ("company",), "career": ("experience", "role"),
-    "hobby": ("interests",), "hobbies": ("interests",), "fun": ("interests",), "free": ("interests",),
-    "study": ("education", "degree"), "studied": ("education", "degree"), "degree": ("education",),
-    "university": ("education",), "school": ("education",), "email": ("contact", "email"),
-    "contact": ("email", "website"), "reach": ("email", "contact"), "website": ("website",),
-    "skills": ("skills",), "good": ("skills",), "stack": ("skills",), "speak": ("languages",),
-    "built": ("projects",), "build": ("projects",), "portfolio": ("projects",), "projects": ("projects",),
-    "story": ("summary", "background"), "background": ("summary", "experience"), "yourself": ("summary", "headline"),
-    "worked": ("experience",), "previous": ("experience",), "resume": ("experience",), "cv": ("experience",),
-    "hire": ("consulting", "advisory", "contact"), "freelance": ("consulting", "advisory"),
-}
-#: Questions made of stopwords alone, and the words they stand for.
-PHRASES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), words)
-    for pattern, words in (
-        (r"\bwhere (are|do) you\b|\bwhere('s| is) (home|your home)\b", ("location", "based")),
-        (r"\bwhat do you do\b|\bfor a living\b|\bwho do you work for\b", ("role", "company", "work")),
-        (r"\bwho are you\b|\babout (you|yourself)\b", ("headline", "summary", "role")),
-    )
-)
-
-
-#: The stems of each word's synonyms and of each phrase's words, stemmed once (``stem`` is pure).
-_SYNONYM_STEMS: dict[str, tuple[str, ...]] = {word: tuple(map(stem, others)) for word, others in SYNONYMS.items()}
-_PHRASE_STEMS: tuple[tuple[re.Pattern[str], str, frozenset[str]], ...] = tuple(
-    (pattern, "~" + words[0], frozenset(map(stem, words))) for pattern, words in PHRASES
-)
-
-
-def query_groups(message: str) -> list[frozenset[str]]:
-    """The question's content words, each with the stems of its synonyms: one group a word."""
-    groups: dict[str, set[str]] = {}
-    words = _TOKEN.findall(message.replace("’", "'").lower())
-    for word in words:
-        if word in STOPWORDS and word not in SYNONYMS:
-            continue
-        if len(word) < 2 and not word.isdigit():
-            continue
-        root = stem(word)
-        group = groups.get(root)
-        if group is None:
-            group = groups[root] = {root}
-        synonyms = _SYNONYM_STEMS.get(word)
-        if synonyms:
-            group.update(synonyms)
-    for pattern, key, meant in _PHRASE_STEMS:
-        if pattern.search(message):
-            # The phrase's words join the group of a word of the question they stand beside ("based").
-            into = next((g for root, g in groups.items() if root in meant), None)
-            if into is None:
-                groups[key] = set(meant)
-            else:
-                into.update(meant)
-    return [frozenset(g) for g in groups.values()]
-
-
-def query_weights(message: str, recent: Sequence[str] = (), recent_weight: float = 0.4,
-                  idf: Callable[[str], float] | None = None, recent_terms: int = 6,
-                  groups: Sequence[frozenset[str]] | None = None) -> dict[str, float]:
-    """Term weights of a question: its own words at 1 (synonyms at 0.8), then the rarest few words of
-    the recent turns (newest first, ``recent_terms`` at most, by ``idf``) at ``recent_weight`` and less.
-    ``groups``: the message's ``query_groups`` when the caller has them already."""
-    weights: dict[str, float] = {}
-    for group in query_groups(message) if groups is None else groups:
-        for term in group:
-            weights[term] = max(weights.get(term, 0.0), 0.8)
-    for term in terms(message):
-        weights[term] = 1.0
-    weight, extra = recent_weight, {}
-    for text in recent:
-        for term in terms(text):
-            if term not in weights and term not in extra:
-                extra[term] = weight
-        weight /= 2
-    # reverse=True keeps the ties in their order, as a key of -idf would.
-    rarest = sorted(extra, key=idf, reverse=True)[:recent_terms] if idf else list(extra)[:recent_terms]
-    weights.update((t, extra[t]) for t in rarest if not idf or idf(t) > 0)
-    return weights
+__all__ = ["FOLLOW_UP", "PassageIndex", "query_groups", "query_weights", "stem", "terms"]
 
 
 class PassageIndex:
@@ -153,8 +28,10 @@ class PassageIndex:
     B = 0.6
     #: Below this idf (a word in more than about 80% of the passages) a word only counts alone.
     COMMON_IDF = 0.2
-    #: How many of the best passages ``rank`` sorts first.
-    FIRST = 48
+    #: ``rank`` scores a word's postings up front when they are at most this long or this share of
+    #: the passages; longer ones it walks best first, as far as the caller reads.
+    SHORT = 48
+    LONG = 0.25
 
     def __init__(self, passages: Sequence[Passage]) -> None:
         self.passages = tuple(passages)
@@ -180,6 +57,7 @@ class PassageIndex:
         self._postings = postings
         self._contrib: list[dict[str, float]] = [{} for _ in self.passages]
         self._term_sets: dict[int, frozenset[str]] = {}  # filled as ``relevant`` and ``attribute`` ask
+        self._by_contribution: dict[str, tuple[list[tuple[float, int]], frozenset[int]]] = {}  # filled as ``rank`` asks
         for term, (ids, values) in postings.items():
             for i, value in zip(ids, values):
                 self._contrib[i][term] = value
@@ -205,21 +83,105 @@ class PassageIndex:
 
         A word found in nearly every passage (idf below ``COMMON_IDF``) adds almost nothing to any
         score but costs a walk over the whole index, so it only counts when the question has no
-        rarer word. A caller that takes the first few pays for those only (a partial sort).
+        rarer word. A caller that takes the first few pays for those only.
         """
         rare = {t: w for t, w in weights.items() if self._idf.get(t, 0.0) >= self.COMMON_IDF}
-        scores = self.scores(rare or weights)
-        # (-score, position): sorted as is, best first, ties in the persona's order.
-        items = [(-v, i) for i, v in scores.items() if i >= start]
-        head = heapq.nsmallest(self.FIRST, items)
-        for negated, i in head:
+        weights = rare or weights
+        postings = self._postings
+        longest = max(self.SHORT, int(len(self.passages) * self.LONG))
+        walked = [t for t, w in weights.items() if w > 0 and t in postings and len(postings[t][0]) > longest]
+        scores = self._scores_but_walked(weights, walked)
+        heap = [(-v, i) for i, v in scores.items() if i >= start]
+        heapq.heapify(heap)
+        if walked:
+            yield from self._walk(weights, walked, scores, heap, start)
+        while heap:
+            negated, i = heapq.heappop(heap)
             yield -negated, i
-        if len(items) > len(head):
-            for negated, i in sorted(items)[len(head):]:
-                yield -negated, i
         for i in range(start, len(self.passages)):
             if i not in scores:
                 yield 0.0, i
+
+    def _scores_but_walked(self, weights: Mapping[str, float], walked: Sequence[str]) -> dict[int, float]:
+        """``scores`` of the passages holding a word not in ``walked``, each summed in ``weights``' order
+        as ``scores`` sums it (the walked words looked up per passage), so the floats are the same."""
+        if not walked:
+            return self.scores(weights)
+        postings, contrib = self._postings, self._contrib
+        held: set[int] = set()
+        for term in weights:
+            if term not in walked and term in postings:
+                held.update(postings[term][0])
+        out: dict[int, float] = {}
+        get = out.get
+        for term, weight in weights.items():
+            if term in walked:
+                for i in held.intersection(self._descending(term)[1]):
+                    out[i] = get(i, 0.0) + weight * contrib[i][term]
+            elif (posting := postings.get(term)) is not None:
+                for i, value in zip(*posting):
+                    out[i] = get(i, 0.0) + weight * value
+        return out
+
+    def _walk(self, weights: Mapping[str, float], walked: Sequence[str], scores: dict[int, float],
+              heap: list[tuple[float, int]], start: int) -> Iterator[tuple[float, int]]:
+        """Yield from ``heap`` the passages no unseen one can outscore, reading the ``walked`` words'
+        postings best first into ``scores`` and ``heap`` until every one is read.
+
+        An unseen passage holds walked words only, each worth at most the next value of its list:
+        ``bound`` adds those in the order a score adds its terms, so (rounding being monotonic) no
+        unseen passage's float exceeds it, and a passage scoring above it is safe to yield, a tie not.
+        """
+        factors = [weights[t] for t in walked]
+        lists = [self._descending(t)[0] for t in walked]
+        pop, push = heapq.heappop, heapq.heappush
+        if len(walked) == 1:  # the usual case, in short: the bound is the next value's worth, a score its own
+            factor = factors[0]
+            for value, i in lists[0]:
+                bound = factor * value
+                while heap and -heap[0][0] > bound:
+                    negated, j = pop(heap)
+                    yield -negated, j
+                if i not in scores:
+                    scores[i] = bound
+                    if i >= start:
+                        push(heap, (-bound, i))
+            return
+        depths = [0] * len(walked)
+        contrib = self._contrib
+        while True:
+            bound, step, most = 0.0, -1, -1.0
+            for k, (factor, values, depth) in enumerate(zip(factors, lists, depths)):
+                if depth < len(values):
+                    worth = factor * values[depth][0]
+                    bound += worth
+                    if worth > most:
+                        step, most = k, worth
+            if step < 0:
+                return
+            while heap and -heap[0][0] > bound:
+                negated, i = pop(heap)
+                yield -negated, i
+            i = lists[step][depths[step]][1]
+            depths[step] += 1
+            if i not in scores:
+                held, score = contrib[i], 0.0
+                for term, factor in zip(walked, factors):
+                    value = held.get(term)
+                    if value is not None:
+                        score += factor * value
+                scores[i] = score
+                if i >= start:
+                    push(heap, (-score, i))
+
+    def _descending(self, term: str) -> tuple[list[tuple[float, int]], frozenset[int]]:
+        """The term's (contribution, position) pairs, largest first, and its positions (made on first
+        use: a persona's questions walk a few common words)."""
+        found = self._by_contribution.get(term)
+        if found is None:
+            ids, values = self._postings[term]
+            found = self._by_contribution[term] = (sorted(zip(values, ids), reverse=True), frozenset(ids))
+        return found
 
     def relevant(self, message: str, among: Iterable[int] | None = None, *, limit: int = 5,
                  relative: float = 0.5, coverage: float = 0.5,
@@ -240,7 +202,7 @@ class PassageIndex:
             return []
         weights: dict[str, float] = {}
         for group in groups:
-            for term in group:
+            for term in sorted(group):  # in the same order in every process, as ``query_weights``
                 weights[term] = 1.0
         chosen = None if among is None else set(among)
         # (-score, position): sorted as is, best first, ties in the persona's order.
