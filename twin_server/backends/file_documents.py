@@ -44,6 +44,11 @@ __all__ = ["COMPACT_BYTES", "FileDocuments"]
 
 _KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+#: An unnamed file in a folder (Linux), linked in once written: no temporary name to create and unlink.
+_UNNAMED = getattr(os, "O_TMPFILE", 0) and os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
+#: What an O_TMPFILE open or its link through /proc fails with where either is not to be had.
+_NO_UNNAMED = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV, errno.EPERM}
+_FD_LINKS = "/proc/self/fd"
 #: Larger than this, a document's file is written again with its newest line alone.
 COMPACT_BYTES = 64 * 1024
 #: How much of a file's end is read first: more than a typical document; a longer one is read whole.
@@ -55,11 +60,13 @@ class FileDocuments:
     document (as the module says): an update appends a line under one ``flock`` after checking the version
     against it; a create is a ``link()`` (which refuses an existing name).
 
-    A create writes its line to a temporary file and links that in, so the name never shows a file without
-    its first line complete, to a reader or after a crash: a file with no newline is then always a whole
-    document of an earlier release, never a torn one, and a torn create could not be mended
-    (the name is taken). An empty body needs no temporary file: the exclusive create alone writes it whole
-    (the ``asked/`` markers).
+    A create writes its line to a file not yet named and links that in, so the name never shows a file
+    without its first line complete, to a reader or after a crash: a file with no newline is then always a
+    whole document of an earlier release, never a torn one, and a torn create could not be mended
+    (the name is taken). The unnamed file is an ``O_TMPFILE`` linked in through ``/proc/self/fd`` (no
+    name to create and unlink: a third less kernel work, and nothing left behind by a crash); where the
+    kernel, the file system or a missing ``/proc`` refuses that, a temporary file beside the documents,
+    linked in and unlinked. An empty body needs neither: the exclusive create alone writes it whole.
 
     ``root`` is created with the first write (mode 0700), so an app that never records an event leaves no trace.
     """
@@ -68,6 +75,7 @@ class FileDocuments:
         self.root = Path(root).absolute()
         self._folder = str(self.root)  # paths joined as strings: a Path made per call cost about as much as a read
         self._lock_path = f"{self._folder}/.lock"
+        self._unnamed = _UNNAMED != 0  # creates write an O_TMPFILE and link it in, until the kernel refuses
 
     def __repr__(self) -> str:
         return f"FileDocuments({str(self.root)!r})"
@@ -115,6 +123,11 @@ class FileDocuments:
     def _create(self, path: str, body: bytes, line: bytes) -> bool:
         if not body:
             return self._in_folder(path, lambda: os.close(os.open(path, _CREATE, 0o600)))
+        if self._unnamed:
+            try:
+                return self._in_folder(path, lambda: _link_unnamed(path, line))
+            except _NoUnnamedFiles:
+                self._unnamed = False  # this file system (or a /proc-less container): the named way from now on
         temporary = self._temporary(line)
         try:
             return self._in_folder(path, lambda: os.link(temporary, path))
@@ -200,6 +213,32 @@ class FileDocuments:
             yield
         finally:
             os.close(fd)
+
+
+class _NoUnnamedFiles(Exception):
+    """The kernel, the file system or a missing /proc allows no O_TMPFILE create here."""
+
+
+def _link_unnamed(path: str, line: bytes) -> None:
+    """``line`` in an unnamed file of ``path``'s folder, then linked in as ``path`` (FileExistsError if taken)."""
+    try:
+        fd = os.open(path.rpartition("/")[0], _UNNAMED, 0o600)
+    except OSError as exc:
+        if exc.errno in _NO_UNNAMED and not isinstance(exc, FileNotFoundError):  # that one is the folder: made
+            raise _NoUnnamedFiles() from exc  # by _in_folder, then tried again
+        raise
+    try:
+        _write_all(fd, line)
+        try:
+            # src_dir_fd makes it linkat(AT_SYMLINK_FOLLOW), the only way to link the file behind the fd
+            # (link() links the /proc symlink itself: EXDEV); an absolute path ignores the fd given.
+            os.link(f"{_FD_LINKS}/{fd}", path, src_dir_fd=fd)
+        except OSError as exc:
+            if exc.errno in _NO_UNNAMED:  # ENOENT here is /proc, not the folder: it was just opened
+                raise _NoUnnamedFiles() from exc
+            raise
+    finally:
+        os.close(fd)
 
 
 class _LastLine(NamedTuple):
