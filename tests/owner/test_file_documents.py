@@ -184,3 +184,55 @@ def test_a_create_that_fails_otherwise_is_reported_not_retried_by_name(documents
     with pytest.raises(BackendUnavailable, match="ENOSPC"):
         documents.write(KEY, body(1), version=None)
     assert documents.read(KEY) is None
+
+
+def test_the_questions_a_session_asked_are_one_private_list_erased_with_the_session(documents):
+    store = DocumentEventStore(documents)
+    first = Question.create("session-one", "Where do you live?", at=T0)
+    second = Question.create("session-one", "How old are you?", at=T0)
+    for question in (first, second, first):
+        store.record_question(question)
+    store.record_question(Question.create("session-two", "How old are you?", at=T0))
+    assert documents.keys("asked/") == ["asked/session-one", "asked/session-two"]
+    assert documents.entries("asked/session-one") == [first.id.encode(), second.id.encode(), first.id.encode()]
+    assert ((documents.root / "asked/session-one").stat().st_mode & 0o777) == 0o600
+    assert store.delete_session("session-one") == 2
+    [left] = store.questions()
+    assert left.id == second.id and left.session_ids == ("session-two",)
+    assert documents.keys("asked/") == ["asked/session-two"]
+
+
+class _WithoutLists:
+    """Documents as a store without lists keeps them (S3), and as files were before lists: a marker a question."""
+
+    def __init__(self, inner):
+        self.read, self.write, self.remove, self.keys = inner.read, inner.write, inner.remove, inner.keys
+
+
+def test_a_session_asked_in_the_older_layout_is_erased_as_fully(documents):
+    older = DocumentEventStore(_WithoutLists(documents))
+    before = Question.create("session-one", "Where do you live?", at=T0)
+    older.record_question(before)
+    assert documents.keys("asked/") == [f"asked/session-one.{before.id}"]
+    store = DocumentEventStore(documents)
+    after = Question.create("session-one", "How old are you?", at=T0)
+    store.record_question(after)
+    store.record_question(Question.create("session-two", "How old are you?", at=T0))
+    assert store.delete_session("session-one") == 2
+    assert [(q.id, q.session_ids) for q in store.questions()] == [(after.id, ("session-two",))]
+    assert documents.keys("asked/") == ["asked/session-two"]
+
+
+def test_an_entry_torn_by_a_crash_reads_cut_short_and_the_next_stands_apart(documents):
+    store = DocumentEventStore(documents)
+    first = Question.create("session-one", "Where do you live?", at=T0)
+    store.record_question(first)
+    with open(documents.root / "asked/session-one", "ab") as file:
+        file.write(b"\n0123456789")  # a crash in the middle of an append
+    second = Question.create("session-one", "How old are you?", at=T0)
+    store.record_question(second)
+    assert documents.entries("asked/session-one") == [first.id.encode(), b"0123456789", second.id.encode()]
+    assert store.delete_session("session-one") == 2
+    assert store.questions() == []
+    with pytest.raises(ValueError, match="newline"):
+        documents.add_entry("asked/session-one", b"two\nlines")

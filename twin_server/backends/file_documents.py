@@ -23,6 +23,12 @@ torn first line never exists to be mistaken for one.
 
 Past ``COMPACT_BYTES`` an update writes the file again with the newest line
 alone (a temporary file renamed over it, under the lock): once in many.
+
+A list (``add_entry``, ``entries``: the event store's ``asked/`` markers) is
+another kind of file, never read as a document: entries appended, each after
+a newline, with no lock and no inode made per entry. A reader may see an
+entry cut short (a crash, or an append in progress); the newline before the
+next one keeps that one whole.
 """
 
 from __future__ import annotations
@@ -170,6 +176,42 @@ class FileDocuments:
                 os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         create()
         return True
+
+    def add_entry(self, key: str, entry: bytes) -> None:
+        """Add ``entry`` to the list at ``key`` (created when absent): one ``O_APPEND`` write of a newline
+        and the entry, no lock (the kernel keeps each append whole and apart from the others)."""
+        if b"\n" in entry:
+            raise ValueError("a list entry must be one line: this one contains a newline")
+        path, data = self._path(key), b"\n" + entry
+
+        def append() -> None:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+
+        try:
+            self._in_folder(path, append)
+        except OSError as exc:
+            raise _unavailable("write", exc) from exc
+
+    def entries(self, key: str) -> list[bytes]:
+        """The entries of the list at ``key``, oldest first ([] when there is none). One torn by a crash
+        reads cut short, and the entries after it stand apart (each starts a line): check what is read."""
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise _unavailable("read", exc) from exc
+        try:
+            raw = os.pread(fd, os.fstat(fd).st_size, 0)
+        except OSError as exc:
+            raise _unavailable("read", exc) from exc
+        finally:
+            os.close(fd)
+        return [entry for entry in raw.split(b"\n") if entry]
 
     def remove(self, key: str) -> bool:
         path = self._path(key)
