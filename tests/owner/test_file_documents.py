@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 
 from twin_server import DocumentEventStore, FileDocuments
-from twin_server.backends import file_documents
+from twin_server.backends import file_documents, unnamed_files
 from twin_server.errors import BackendUnavailable
 from twin_server.events import Question
 
@@ -165,7 +165,7 @@ def _refusing_unnamed_opens(code, monkeypatch):
 def test_where_unnamed_files_are_refused_a_create_goes_through_a_temporary_name(refusal, documents, monkeypatch,
                                                                                   tmp_path):
     if refusal == "no /proc":
-        monkeypatch.setattr(file_documents, "_FD_LINKS", str(tmp_path / "no-proc"))
+        monkeypatch.setattr(unnamed_files, "_FD_LINKS", str(tmp_path / "no-proc"))
     else:
         _refusing_unnamed_opens(getattr(errno, refusal), monkeypatch)
     assert documents.write(KEY, body(1), version=None) is True

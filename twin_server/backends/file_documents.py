@@ -44,17 +44,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from twin_server.backends.unnamed_files import NoUnnamedFiles, link_unnamed, unnamed_files, write_all
 from twin_server.errors import BackendUnavailable
 
 __all__ = ["COMPACT_BYTES", "FileDocuments"]
 
 _KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-#: An unnamed file in a folder (Linux), linked in once written: no temporary name to create and unlink.
-_UNNAMED = getattr(os, "O_TMPFILE", 0) and os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
-#: What an O_TMPFILE open or its link through /proc fails with where either is not to be had.
-_NO_UNNAMED = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV, errno.EPERM}
-_FD_LINKS = "/proc/self/fd"
 #: Larger than this, a document's file is written again with its newest line alone.
 COMPACT_BYTES = 64 * 1024
 #: How much of a file's end is read first: more than a typical document; a longer one is read whole.
@@ -81,7 +77,7 @@ class FileDocuments:
         self.root = Path(root).absolute()
         self._folder = str(self.root)  # paths joined as strings: a Path made per call cost about as much as a read
         self._lock_path = f"{self._folder}/.lock"
-        self._unnamed = _UNNAMED != 0  # creates write an O_TMPFILE and link it in, until the kernel refuses
+        self._unnamed = unnamed_files()  # creates write an O_TMPFILE and link it in, until the kernel refuses
 
     def __repr__(self) -> str:
         return f"FileDocuments({str(self.root)!r})"
@@ -131,8 +127,8 @@ class FileDocuments:
             return self._in_folder(path, lambda: os.close(os.open(path, _CREATE, 0o600)))
         if self._unnamed:
             try:
-                return self._in_folder(path, lambda: _link_unnamed(path, line))
-            except _NoUnnamedFiles:
+                return self._in_folder(path, lambda: link_unnamed(path, line))
+            except NoUnnamedFiles:
                 self._unnamed = False  # this file system (or a /proc-less container): the named way from now on
         temporary = self._temporary(line)
         try:
@@ -157,7 +153,7 @@ class FileDocuments:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(temporary, _CREATE, 0o600)
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
         finally:
             os.close(fd)
         return temporary
@@ -187,7 +183,7 @@ class FileDocuments:
         def append() -> None:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
-                _write_all(fd, data)
+                write_all(fd, data)
             finally:
                 os.close(fd)
 
@@ -257,32 +253,6 @@ class FileDocuments:
             os.close(fd)
 
 
-class _NoUnnamedFiles(Exception):
-    """The kernel, the file system or a missing /proc allows no O_TMPFILE create here."""
-
-
-def _link_unnamed(path: str, line: bytes) -> None:
-    """``line`` in an unnamed file of ``path``'s folder, then linked in as ``path`` (FileExistsError if taken)."""
-    try:
-        fd = os.open(path.rpartition("/")[0], _UNNAMED, 0o600)
-    except OSError as exc:
-        if exc.errno in _NO_UNNAMED and not isinstance(exc, FileNotFoundError):  # that one is the folder: made
-            raise _NoUnnamedFiles() from exc  # by _in_folder, then tried again
-        raise
-    try:
-        _write_all(fd, line)
-        try:
-            # src_dir_fd makes it linkat(AT_SYMLINK_FOLLOW), the only way to link the file behind the fd
-            # (link() links the /proc symlink itself: EXDEV); an absolute path ignores the fd given.
-            os.link(f"{_FD_LINKS}/{fd}", path, src_dir_fd=fd)
-        except OSError as exc:
-            if exc.errno in _NO_UNNAMED:  # ENOENT here is /proc, not the folder: it was just opened
-                raise _NoUnnamedFiles() from exc
-            raise
-    finally:
-        os.close(fd)
-
-
 class _LastLine(NamedTuple):
     body: bytes  # the document
     end: int  # where its line ends (just past the newline); 0 when the file has no newline
@@ -320,13 +290,7 @@ def _append(fd: int, last: _LastLine, line: bytes) -> None:
         line = b"\n" + line  # a whole earlier-release document: ended here, so it stays the line before
     elif last.end < last.size:
         os.ftruncate(fd, last.end)  # a line torn by a crash
-    _write_all(fd, line)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    write_all(fd, line)
 
 
 def _version(body: bytes) -> str:
