@@ -11,6 +11,11 @@ ListObjectsV2. The layout, under whatever root the documents have::
                                              with "<session_id>."
     questions/<question id>.json             one unanswered question, merged on a repeat (read, then write if unchanged)
     asked/<session_id>.<question id>         an empty marker: this session asked it (so deleting the session finds it)
+    asked/<session_id>                       the same markers as one list of question ids, where the documents
+                                             keep lists (``EntryLists``: files), instead of a document each
+
+Deleting a session reads both kinds of marker, so a folder written before the
+lists (one marker a question) is erased as fully as one written after.
 
 Every write that changes a document is conditional on the version read, and
 retried on a conflict (``MAX_CONFLICTS`` times, after a jittered pause that
@@ -37,7 +42,7 @@ from twin_server.events import Lead, Question
 from twin_server.retry import ConflictPauses
 from twin_server.sessions import is_session_id
 
-__all__ = ["DocumentEventStore", "Documents", "FileDocuments", "RetryingEvents"]
+__all__ = ["DocumentEventStore", "Documents", "EntryLists", "FileDocuments", "RetryingEvents"]
 
 log = logging.getLogger("twin_server.events")
 
@@ -61,6 +66,17 @@ class Documents(Protocol):
         """Every document key starting with ``prefix`` (a folder, "leads/", or a part of a name, "leads/abc.")."""
 
 
+class EntryLists(Protocol):
+    """What documents may also keep (``FileDocuments`` does): lists appended to, for the ``asked/`` markers
+    (one list a session instead of a document a question: on files, no inode made per question)."""
+
+    def add_entry(self, key: str, entry: bytes) -> None:
+        """Add ``entry`` (bytes without a newline) to the list at ``key``, creating it."""
+
+    def entries(self, key: str) -> list[bytes]:
+        """The list's entries ([] when there is none); one may be cut short by a crash: check them."""
+
+
 def _dumps(record: dict[str, Any]) -> bytes:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -71,6 +87,8 @@ class DocumentEventStore:
     def __init__(self, documents: Documents, *, where: str = "",
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
         self.documents = documents
+        self._lists: EntryLists | None = (
+            documents if all(callable(getattr(documents, m, None)) for m in ("add_entry", "entries")) else None)
         self.where = where or repr(documents)
         self._pauses = ConflictPauses(FIRST_PAUSE, LONGEST_PAUSE, sleep=sleep, random=rng)
 
@@ -84,7 +102,10 @@ class DocumentEventStore:
 
     def record_question(self, question: Question) -> bool:
         # The marker first: a crash between the two leaves a marker pointing at nothing, which is harmless.
-        self.documents.write(f"asked/{question.session_id}.{question.id}", b"", version=None)
+        if self._lists is not None:
+            self._lists.add_entry(f"asked/{question.session_id}", question.id.encode())
+        else:
+            self.documents.write(f"asked/{question.session_id}.{question.id}", b"", version=None)
         key = f"questions/{question.id}.json"
         for _ in self._pauses.tries(MAX_CONFLICTS):
             found = self.documents.read(key)
@@ -121,12 +142,19 @@ class DocumentEventStore:
         if not is_session_id(session_id):
             return 0
         changed = sum(self.documents.remove(key) for key in self.documents.keys(f"leads/{session_id}."))
-        for marker in self.documents.keys(f"asked/{session_id}."):
-            question_id = marker.rsplit(".", 1)[-1]
-            if _QUESTION_ID.fullmatch(question_id):
+        markers = self.documents.keys(f"asked/{session_id}.")
+        asked = [marker.rsplit(".", 1)[-1] for marker in markers]
+        if self._lists is not None:
+            asked += [entry.decode("ascii", "replace") for entry in self._lists.entries(f"asked/{session_id}")]
+        for question_id in dict.fromkeys(asked):  # a list holds a question once per ask
+            if _QUESTION_ID.fullmatch(question_id):  # which a torn entry, cut short, is not
                 changed += self._update(f"questions/{question_id}.json", _question,
                                         lambda question: question.without_session(session_id))
+        # The markers last: erasing the session again after a crash finds what it had not done yet.
+        for marker in markers:
             self.documents.remove(marker)
+        if self._lists is not None:
+            self.documents.remove(f"asked/{session_id}")
         return changed
 
     def _update(self, key: str, load: Callable[[bytes, str], Any], change: Callable[[Any], Any]) -> bool:

@@ -23,6 +23,12 @@ torn first line never exists to be mistaken for one.
 
 Past ``COMPACT_BYTES`` an update writes the file again with the newest line
 alone (a temporary file renamed over it, under the lock): once in many.
+
+A list (``add_entry``, ``entries``: the event store's ``asked/`` markers) is
+another kind of file, never read as a document: entries appended, each after
+a newline, with no lock and no inode made per entry. A reader may see an
+entry cut short (a crash, or an append in progress); the newline before the
+next one keeps that one whole.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from twin_server.backends.unnamed_files import NoUnnamedFiles, link_unnamed, unnamed_files, write_all
 from twin_server.errors import BackendUnavailable
 
 __all__ = ["COMPACT_BYTES", "FileDocuments"]
@@ -55,11 +62,13 @@ class FileDocuments:
     document (as the module says): an update appends a line under one ``flock`` after checking the version
     against it; a create is a ``link()`` (which refuses an existing name).
 
-    A create writes its line to a temporary file and links that in, so the name never shows a file without
-    its first line complete, to a reader or after a crash: a file with no newline is then always a whole
-    document of an earlier release, never a torn one, and a torn create could not be mended
-    (the name is taken). An empty body needs no temporary file: the exclusive create alone writes it whole
-    (the ``asked/`` markers).
+    A create writes its line to a file not yet named and links that in, so the name never shows a file
+    without its first line complete, to a reader or after a crash: a file with no newline is then always a
+    whole document of an earlier release, never a torn one, and a torn create could not be mended
+    (the name is taken). The unnamed file is an ``O_TMPFILE`` linked in through ``/proc/self/fd`` (no
+    name to create and unlink: a third less kernel work, and nothing left behind by a crash); where the
+    kernel, the file system or a missing ``/proc`` refuses that, a temporary file beside the documents,
+    linked in and unlinked. An empty body needs neither: the exclusive create alone writes it whole.
 
     ``root`` is created with the first write (mode 0700), so an app that never records an event leaves no trace.
     """
@@ -68,6 +77,7 @@ class FileDocuments:
         self.root = Path(root).absolute()
         self._folder = str(self.root)  # paths joined as strings: a Path made per call cost about as much as a read
         self._lock_path = f"{self._folder}/.lock"
+        self._unnamed = unnamed_files()  # creates write an O_TMPFILE and link it in, until the kernel refuses
 
     def __repr__(self) -> str:
         return f"FileDocuments({str(self.root)!r})"
@@ -115,6 +125,11 @@ class FileDocuments:
     def _create(self, path: str, body: bytes, line: bytes) -> bool:
         if not body:
             return self._in_folder(path, lambda: os.close(os.open(path, _CREATE, 0o600)))
+        if self._unnamed:
+            try:
+                return self._in_folder(path, lambda: link_unnamed(path, line))
+            except NoUnnamedFiles:
+                self._unnamed = False  # this file system (or a /proc-less container): the named way from now on
         temporary = self._temporary(line)
         try:
             return self._in_folder(path, lambda: os.link(temporary, path))
@@ -138,7 +153,7 @@ class FileDocuments:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(temporary, _CREATE, 0o600)
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
         finally:
             os.close(fd)
         return temporary
@@ -157,6 +172,42 @@ class FileDocuments:
                 os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         create()
         return True
+
+    def add_entry(self, key: str, entry: bytes) -> None:
+        """Add ``entry`` to the list at ``key`` (created when absent): one ``O_APPEND`` write of a newline
+        and the entry, no lock (the kernel keeps each append whole and apart from the others)."""
+        if b"\n" in entry:
+            raise ValueError("a list entry must be one line: this one contains a newline")
+        path, data = self._path(key), b"\n" + entry
+
+        def append() -> None:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                write_all(fd, data)
+            finally:
+                os.close(fd)
+
+        try:
+            self._in_folder(path, append)
+        except OSError as exc:
+            raise _unavailable("write", exc) from exc
+
+    def entries(self, key: str) -> list[bytes]:
+        """The entries of the list at ``key``, oldest first ([] when there is none). One torn by a crash
+        reads cut short, and the entries after it stand apart (each starts a line): check what is read."""
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise _unavailable("read", exc) from exc
+        try:
+            raw = os.pread(fd, os.fstat(fd).st_size, 0)
+        except OSError as exc:
+            raise _unavailable("read", exc) from exc
+        finally:
+            os.close(fd)
+        return [entry for entry in raw.split(b"\n") if entry]
 
     def remove(self, key: str) -> bool:
         path = self._path(key)
@@ -239,13 +290,7 @@ def _append(fd: int, last: _LastLine, line: bytes) -> None:
         line = b"\n" + line  # a whole earlier-release document: ended here, so it stays the line before
     elif last.end < last.size:
         os.ftruncate(fd, last.end)  # a line torn by a crash
-    _write_all(fd, line)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    write_all(fd, line)
 
 
 def _version(body: bytes) -> str:
