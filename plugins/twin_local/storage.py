@@ -19,6 +19,10 @@ servers run.
 A load of the last ``limit`` messages starts from the session's cached tail
 (``twin_local.tail_cache``) when it has one, and parses only the lines other
 processes appended since; an append extends the tail it has just written after.
+Session files stay open between calls, a few per stripe (``twin_local.session_files``),
+so a returning session's load is one ``stat`` when nothing was appended since (no
+lock is needed to see that the file has not grown), and its append a ``stat`` and
+the ``write`` under the lock.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from twin_local import summaries
-from twin_local.stripe_locks import LOCK_STRIPES, ProcessLocks, StripeLocks  # noqa: F401  (LOCK_STRIPES: the layout)
+from twin_local.session_files import SessionFile
+from twin_local.stripe_locks import LOCK_STRIPES, Stripe, StripeLocks  # noqa: F401  (LOCK_STRIPES: the layout)
 from twin_local.tail_cache import Tail, TailCache, as_stored
 from twin_server.errors import BackendUnavailable, ConfigurationError, ValidationError
 from twin_server import is_session_id, Message, Summary
@@ -81,47 +86,28 @@ class FilesystemStore:
         if limit == 0:
             return []
         try:
-            # A shared lock keeps a reader from seeing half of a turn that is being written.
-            with self._lock(session_id, fcntl.LOCK_SH) as stripes:
-                try:
-                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                except FileNotFoundError:
-                    stripes.tails.drop(session_id)
-                    return []
-                try:
-                    return self._read(fd, session_id, limit, stripes.tails)
-                finally:
-                    os.close(fd)
+            with self._stripes.guard(session_id) as stripe:
+                file, st = stripe.files.stat(session_id, path)
+                cached = limit is not None and limit <= stripe.tails.max_messages
+                if file is not None and cached:
+                    tail = stripe.tails.get(session_id)
+                    # Nothing appended since the tail was read through this open file: no lock and no read.
+                    # A write under way would have grown the file already, so this is the state before it.
+                    if tail is not None and tail.file is file and st.st_size == tail.end:
+                        if len(tail.messages) >= limit or tail.whole:
+                            return tail.messages[-limit:]
+                # A shared lock keeps a reader from seeing half of a turn that is being written.
+                with stripe.flock(fcntl.LOCK_SH):
+                    if file is None:
+                        file, st = stripe.files.open(session_id, path)
+                        if file is None:
+                            stripe.tails.drop(session_id)
+                            return []
+                    else:
+                        st = None  # the size seen before the lock may be that of a write under way
+                    return _read(file, st, session_id, limit if cached else None, limit, stripe.tails)
         except OSError as exc:
             raise _unavailable("read", exc) from exc
-
-    def _read(self, fd: int, session_id: str, limit: int | None, tails: TailCache) -> list[Message]:
-        st = os.fstat(fd)
-        if limit is not None and limit <= tails.max_messages:
-            tail = tails.get(session_id)
-            if tail is not None and _catch_up(fd, st, tail, session_id, tails):
-                if len(tail.messages) >= limit or tail.whole:
-                    return tail.messages[-limit:]
-        newest_first: list[Message] = []
-        end = _complete_end(fd, st.st_size)
-        last_line, reached_start = b"", True
-        # Lines are parsed newest first, so a corrupt line inside the tail
-        # makes us read one more line rather than return fewer than limit.
-        for offset, line in _lines_backwards(fd, end):
-            if offset + len(line) + 1 == end:
-                last_line = line
-            message = _parse(line, session_id, offset)
-            if message is not None:
-                newest_first.append(message)
-                if len(newest_first) == limit:
-                    reached_start = offset == 0
-                    break
-        newest_first.reverse()
-        if limit is not None and limit <= tails.max_messages:
-            tail = Tail(st.st_ino, end, last_line, [], reached_start, limit)
-            tail.extend(newest_first, end, last_line)
-            tails.put(session_id, tail)
-        return newest_first
 
     def append(self, session_id: str, messages: Sequence[Message]) -> None:
         """Append all of ``messages`` in one write, or none of them."""
@@ -130,21 +116,16 @@ class FilesystemStore:
         if not data:
             return
         try:
-            with self._lock(session_id, fcntl.LOCK_EX) as stripes:
-                # O_RDWR rather than O_WRONLY: the torn-tail check must read the last bytes.
-                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                try:
-                    st = os.fstat(fd)
-                    tail = stripes.tails.get(session_id)
-                    if tail is not None and not _ends_as_cached(fd, st, tail):
-                        stripes.tails.drop(session_id)
-                        tail = None
-                    # A tail that still matches proves the file ends in a complete line: no torn-tail check.
-                    size = st.st_size if tail is not None else _repair(fd, session_id, st.st_size)
-                    _write_all(fd, data, size)
-                finally:
-                    os.close(fd)
-                _remember(stripes.tails, session_id, st.st_ino, size, data, messages, tail)
+            with self._stripes.hold(session_id, fcntl.LOCK_EX) as stripe:
+                file, st = stripe.files.writable(session_id, path)
+                tail = stripe.tails.get(session_id)
+                if tail is not None and not _ends_as_cached(file, st, tail):
+                    stripe.tails.drop(session_id)
+                    tail = None
+                # A tail that still matches proves the file ends in a complete line: no torn-tail check.
+                size = st.st_size if tail is not None else _repair(file.fd, session_id, st.st_size)
+                _write_all(file.fd, data, size)
+                _remember(stripe.tails, session_id, file, size, data, messages, tail)
         except OSError as exc:
             raise _unavailable("write", exc) from exc
 
@@ -152,8 +133,9 @@ class FilesystemStore:
         """Erase the session; True when there was a file to erase."""
         path = self._path(session_id)
         try:
-            with self._lock(session_id, fcntl.LOCK_EX) as stripes:
-                stripes.tails.drop(session_id)
+            with self._lock(session_id, fcntl.LOCK_EX) as stripe:
+                stripe.files.forget(session_id)  # or the disk space stays taken until this process closes it
+                stripe.tails.drop(session_id)
                 summaries.erase(self._summary_path(session_id))
                 try:
                     os.unlink(path)
@@ -176,7 +158,7 @@ class FilesystemStore:
             return None
         except OSError as exc:
             raise _unavailable("read the summary of", exc) from exc
-        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        key = summaries.state(st)
         found, summary = cache.get(session_id, key)
         if not found:
             summary = summaries.load(path, session_id)
@@ -185,8 +167,10 @@ class FilesystemStore:
 
     def save_summary(self, session_id: str, summary: Summary) -> None:
         try:
-            with self._lock(session_id, fcntl.LOCK_EX):
-                summaries.save(self._summary_path(session_id), self._path(session_id), summary)
+            with self._lock(session_id, fcntl.LOCK_EX) as stripe:
+                written = summaries.save(self._summary_path(session_id), self._path(session_id), summary)
+                if written is not None:  # as a load would give it back (timestamps in UTC), without reading it
+                    stripe.summaries.put(session_id, written, Summary.from_json(summary.to_json()))
         except OSError as exc:
             raise _unavailable("write the summary of", exc) from exc
 
@@ -234,10 +218,11 @@ class FilesystemStore:
         try:
             if os.stat(path).st_mtime >= cutoff:
                 return False
-            with self._lock(session_id, fcntl.LOCK_EX) as stripes:
+            with self._lock(session_id, fcntl.LOCK_EX) as stripe:
                 if os.stat(path).st_mtime >= cutoff:
                     return False
-                stripes.tails.drop(session_id)
+                stripe.files.forget(session_id)
+                stripe.tails.drop(session_id)
                 os.unlink(path)
                 summaries.erase(self._summary_path(session_id))
                 return True
@@ -254,7 +239,7 @@ class FilesystemStore:
             raise ValidationError("invalid session id")
         return self._prefix + session_id + SUFFIX
 
-    def _lock(self, session_id: str, mode: int) -> contextlib.AbstractContextManager[ProcessLocks]:
+    def _lock(self, session_id: str, mode: int) -> contextlib.AbstractContextManager[Stripe]:
         return self._stripes.hold(session_id, mode)
 
 
@@ -323,24 +308,61 @@ def _repair(fd: int, session_id: str, size: int) -> int:
     return end
 
 
-def _ends_as_cached(fd: int, st: os.stat_result, tail: Tail) -> bool:
-    """True when the file is the tail's and ends exactly at its last line (one ``pread``)."""
-    if st.st_ino != tail.ino or st.st_size != tail.end:
+def _read(file: SessionFile, st: os.stat_result | None, session_id: str, cached: int | None, limit: int | None,
+          tails: TailCache) -> list[Message]:
+    """The last ``limit`` messages (all for None), from the tail when ``cached``; ``st`` None: not known yet."""
+    fd = file.fd
+    if cached is not None:
+        tail = tails.get(session_id)
+        if tail is not None and _catch_up(file, tail, session_id, tails):
+            if len(tail.messages) >= cached or tail.whole:
+                return tail.messages[-cached:]
+    if st is None:
+        st = os.fstat(fd)
+    newest_first: list[Message] = []
+    end = _complete_end(fd, st.st_size)
+    last_line, reached_start = b"", True
+    # Lines are parsed newest first, so a corrupt line inside the tail
+    # makes us read one more line rather than return fewer than limit.
+    for offset, line in _lines_backwards(fd, end):
+        if offset + len(line) + 1 == end:
+            last_line = line
+        message = _parse(line, session_id, offset)
+        if message is not None:
+            newest_first.append(message)
+            if len(newest_first) == limit:
+                reached_start = offset == 0
+                break
+    newest_first.reverse()
+    if cached is not None:
+        tail = Tail(file.ino, end, last_line, [], reached_start, cached, file=file)
+        tail.extend(newest_first, end, last_line)
+        tails.put(session_id, tail)
+    return newest_first
+
+
+def _ends_as_cached(file: SessionFile, st: os.stat_result, tail: Tail) -> bool:
+    """True when the file is the tail's and ends exactly at its last line (one ``pread``, unless read through
+    this same open file: then it cannot have been replaced, and its size says that nothing was appended)."""
+    if file.ino != tail.ino or st.st_size != tail.end:
         return False
+    if tail.file is file:
+        return True
     start = tail.verify_from()
-    return tail.newer(os.pread(fd, tail.end - start, start)) == b""
+    return tail.newer(os.pread(file.fd, tail.end - start, start)) == b""
 
 
-def _catch_up(fd: int, st: os.stat_result, tail: Tail, session_id: str, tails: TailCache) -> bool:
+def _catch_up(file: SessionFile, tail: Tail, session_id: str, tails: TailCache) -> bool:
     """Bring ``tail`` up to the file's last complete line; False (and dropped) when it is not this file's."""
-    if st.st_ino != tail.ino or st.st_size < tail.end:
+    if file.ino != tail.ino:
         tails.drop(session_id)
         return False
     start = tail.verify_from()
-    newer = tail.newer(os.pread(fd, st.st_size - start, start))
-    if newer is None:
+    newer = tail.newer(_pread_to_end(file.fd, start, tail.end + BLOCK_SIZE))
+    if newer is None:  # shorter than the tail, or its last line is not there: another file on a reused inode
         tails.drop(session_id)
         return False
+    tail.file = file
     cut = newer.rfind(b"\n") + 1
     if cut:
         lines = newer[: cut - 1].split(b"\n")
@@ -356,17 +378,30 @@ def _catch_up(fd: int, st: os.stat_result, tail: Tail, session_id: str, tails: T
     return True
 
 
-def _remember(tails: TailCache, session_id: str, ino: int, size: int, data: bytes, messages: Sequence[Message],
-              tail: Tail | None) -> None:
+def _pread_to_end(fd: int, start: int, guess: int) -> bytes:
+    """The bytes from ``start`` to the end of the file, without an ``fstat``: reads until one comes back short."""
+    chunks, want = [], max(guess - start, 1)
+    while True:
+        chunk = os.pread(fd, want, start)
+        chunks.append(chunk)
+        if len(chunk) < want:
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        start += len(chunk)
+        want *= 2
+
+
+def _remember(tails: TailCache, session_id: str, file: SessionFile, size: int, data: bytes,
+              messages: Sequence[Message], tail: Tail | None) -> None:
     """After an append at ``size``: extend the tail checked before it, or start one for a new file."""
     end, last_line = size + len(data), data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1]
     stored = [as_stored(m) for m in messages]
     if tail is not None:
         old_cost = tail.cost
         tail.extend(stored, end, last_line)
+        tail.file = file
         tails.changed(session_id, tail, old_cost)
     elif size == 0:
-        tail = Tail(ino, 0, b"", [], True, tails.max_messages)
+        tail = Tail(file.ino, 0, b"", [], True, tails.max_messages, file=file)
         tail.extend(stored, end, last_line)
         tails.put(session_id, tail)
 

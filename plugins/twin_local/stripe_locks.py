@@ -6,7 +6,10 @@ opens of a file, the thread lock the threads that share one open file (flocks
 on one open file do not exclude each other). A forked child shares its
 parent's open files, and so its flocks, and may inherit a thread lock held by
 a thread the fork left behind: on its first use it opens files and makes locks
-of its own. The per-process caches (tails, summaries) live here too, so they are renewed with them.
+of its own. The per-process caches (tails, summaries) and open session files
+(``twin_local.session_files``) live here too, so they are renewed with them.
+A fork is noticed by a generation number the child bumps (``os.register_at_fork``), not by
+comparing ``os.getpid()``: that is a system call, and it was made on every call of the store.
 """
 
 from __future__ import annotations
@@ -19,19 +22,22 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from twin_local.session_files import StripeFiles
 from twin_local.tail_cache import SummaryCache, TailCache
 
 LOCK_STRIPES = 64
 
 _fork_guard = threading.Lock()
+_generation = 0  # how many forks separate this process from the one that imported this module
 
 
-def _new_fork_guard() -> None:
-    global _fork_guard
+def _after_fork_in_child() -> None:
+    global _fork_guard, _generation
     _fork_guard = threading.Lock()  # the parent's may have been held by a thread that the fork left behind
+    _generation += 1
 
 
-os.register_at_fork(after_in_child=_new_fork_guard)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def stripe_of(session_id: str) -> int:
@@ -42,10 +48,11 @@ class ProcessLocks:
     """One process's open stripe files, the thread locks in front of them, and its tail cache."""
 
     def __init__(self, directory: Path) -> None:
-        self.pid = os.getpid()
+        self.generation = _generation
         self.directory = directory
         self.guards = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self.fds: list[int | None] = [None] * LOCK_STRIPES
+        self.files = [StripeFiles() for _ in range(LOCK_STRIPES)]  # each used only under its stripe's guard
         self.tails = TailCache()  # each entry is read and changed only under its session's stripe lock
         self.summaries = SummaryCache()
 
@@ -63,6 +70,8 @@ class ProcessLocks:
         return fd
 
     def close(self) -> None:
+        for files in self.files:
+            files.close()
         for fd in self.fds:
             if fd is not None:
                 os.close(fd)
@@ -78,27 +87,50 @@ class StripeLocks:
 
     def current(self) -> ProcessLocks:
         locks = self._locks
-        if locks.pid == os.getpid():
+        if locks.generation == _generation:
             return locks
         with _fork_guard:  # the first use in a forked child
-            if self._locks.pid != os.getpid():
+            if self._locks.generation != _generation:
                 inherited, self._locks = self._locks, ProcessLocks(self.directory)
                 inherited.close()  # our copies of the parent's descriptors; the parent keeps its own
             return self._locks
 
     @contextlib.contextmanager
-    def hold(self, session_id: str, mode: int) -> Iterator[ProcessLocks]:
-        """``flock`` mode (``LOCK_SH``/``LOCK_EX``) on the session's stripe, the thread lock first."""
+    def guard(self, session_id: str) -> Iterator[Stripe]:
+        """The session's stripe with its thread lock held: this process's threads are kept out, not others."""
         stripe = stripe_of(session_id)
         locks = self.current()
         with locks.guards[stripe]:
-            fd = locks.fd(stripe)
-            fcntl.flock(fd, mode)
-            try:
-                yield locks
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            yield Stripe(locks, stripe)
+
+    @contextlib.contextmanager
+    def hold(self, session_id: str, mode: int) -> Iterator[Stripe]:
+        """``flock`` mode (``LOCK_SH``/``LOCK_EX``) on the session's stripe, the thread lock first."""
+        with self.guard(session_id) as stripe, stripe.flock(mode):
+            yield stripe
 
     def close(self) -> None:
-        if self._locks.pid == os.getpid():
+        if self._locks.generation == _generation:
             self._locks.close()
+
+
+class Stripe:
+    """One stripe as its holder uses it: the flock, the stripe's open session files, the process's caches."""
+
+    __slots__ = ("locks", "number", "files", "tails", "summaries")
+
+    def __init__(self, locks: ProcessLocks, number: int) -> None:
+        self.locks, self.number = locks, number
+        self.files: StripeFiles = locks.files[number]
+        self.tails: TailCache = locks.tails
+        self.summaries: SummaryCache = locks.summaries
+
+    @contextlib.contextmanager
+    def flock(self, mode: int) -> Iterator[None]:
+        """The stripe's ``flock`` (call with its thread lock held: flocks on one open file do not exclude)."""
+        fd = self.locks.fd(self.number)
+        fcntl.flock(fd, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)

@@ -22,7 +22,7 @@ import os
 from twin_server import Summary
 from twin_server.errors import BackendUnavailable
 
-__all__ = ["COMPACT_BYTES", "SUFFIX", "erase", "load", "save"]
+__all__ = ["COMPACT_BYTES", "SUFFIX", "erase", "load", "save", "state"]
 
 log = logging.getLogger("twin_local.storage")
 
@@ -73,41 +73,51 @@ def _tail(fd: int, size: int, length: int) -> bytes:
     return os.pread(fd, size - start, start)
 
 
-def save(path: str, session_file: str, summary: Summary) -> bool:
-    """Append ``summary`` (the caller holds the session's lock); False when the session is gone."""
+def save(path: str, session_file: str, summary: Summary) -> tuple[int, int, int] | None:
+    """Append ``summary`` (the caller holds the session's lock); None when the session is gone.
+
+    Returns the file's (inode, mtime, size) as left by this write: until another changes them,
+    a load would read ``summary`` back (so the writer need not).
+    """
     if not os.path.exists(session_file):
-        return False
+        return None
     line = summary.to_json() + b"\n"
     try:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             size = os.fstat(fd).st_size
             if size + len(line) > COMPACT_BYTES:
-                _rewrite(path, line)
-                return True
+                return _rewrite(path, line)
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 line = b"\n" + line  # after a torn line: this one starts on its own
             _write_all(fd, line)
+            return state(os.fstat(fd))
         finally:
             os.close(fd)
     except OSError as exc:
         raise _unavailable("write", exc) from exc
-    return True
 
 
-def _rewrite(path: str, line: bytes) -> None:
+def state(st: os.stat_result) -> tuple[int, int, int]:
+    """What tells one version of a summary file from another: appending grows it, compacting renames a new one."""
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _rewrite(path: str, line: bytes) -> tuple[int, int, int]:
     directory, name = os.path.split(path)
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             _write_all(fd, line)
+            written = state(os.fstat(fd))  # a rename keeps the inode and the mtime
         finally:
             os.close(fd)
         os.replace(temporary, path)
     except OSError:
         remove(temporary)  # it may never have been created; the write's own error is the one raised
         raise
+    return written
 
 
 def _write_all(fd: int, data: bytes) -> None:
