@@ -11,9 +11,12 @@ given to a new file (a session deleted and started again) while we hold it.
 
 Only the thread holding the stripe's thread lock touches the stripe's files,
 so none is closed under a thread using it. Each stripe keeps its
-``PER_STRIPE`` most recently used files, and a file unused for
-``IDLE_SECONDS`` is closed: a session another process deleted keeps its disk
-space until then (as the tail cache keeps its messages until it is next read).
+``PER_STRIPE`` most recently used files (64 stripes: 256 descriptors), and
+about every ``IDLE_SECONDS`` a call closes those unused for that long
+(``ProcessLocks.close_idle_files``). A session deleted by another process
+keeps its disk space until this one closes it: on its next use, its
+eviction, or that sweep (the tail cache, likewise, keeps its messages until
+then). This process's own delete closes it first.
 """
 
 from __future__ import annotations
@@ -54,8 +57,6 @@ class StripeFiles:
         file = self._files.get(session_id)
         if file is None:
             return None, None
-        now = time.monotonic()
-        self.close_idle(now)
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -63,7 +64,7 @@ class StripeFiles:
         if st is None or st.st_ino != file.ino or st.st_dev != file.dev:
             self.forget(session_id)
             return None, None
-        file.used = now
+        file.used = time.monotonic()
         self._files.move_to_end(session_id)
         return file, st
 
@@ -103,6 +104,7 @@ class StripeFiles:
             os.close(file.fd)
 
     def close_idle(self, now: float) -> None:
+        """Close the files last used ``IDLE_SECONDS`` or more before ``now``."""
         while self._files:
             session_id, file = next(iter(self._files.items()))
             if now - file.used < IDLE_SECONDS:

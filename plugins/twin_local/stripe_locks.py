@@ -18,11 +18,12 @@ import contextlib
 import fcntl
 import os
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from twin_local.session_files import StripeFiles
+from twin_local.session_files import IDLE_SECONDS, StripeFiles
 from twin_local.tail_cache import SummaryCache, TailCache
 
 LOCK_STRIPES = 64
@@ -53,6 +54,7 @@ class ProcessLocks:
         self.guards = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self.fds: list[int | None] = [None] * LOCK_STRIPES
         self.files = [StripeFiles() for _ in range(LOCK_STRIPES)]  # each used only under its stripe's guard
+        self.next_sweep = time.monotonic() + IDLE_SECONDS
         self.tails = TailCache()  # each entry is read and changed only under its session's stripe lock
         self.summaries = SummaryCache()
 
@@ -68,6 +70,17 @@ class ProcessLocks:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self.fds[stripe] = fd
         return fd
+
+    def close_idle_files(self) -> None:
+        """Close the session files no call has used for ``IDLE_SECONDS``, in every stripe no thread is using."""
+        now = time.monotonic()
+        self.next_sweep = now + IDLE_SECONDS
+        for guard, files in zip(self.guards, self.files):
+            if files and guard.acquire(blocking=False):  # never waits: the caller may hold a stripe already
+                try:
+                    files.close_idle(now)
+                finally:
+                    guard.release()
 
     def close(self) -> None:
         for files in self.files:
@@ -98,16 +111,27 @@ class StripeLocks:
     @contextlib.contextmanager
     def guard(self, session_id: str) -> Iterator[Stripe]:
         """The session's stripe with its thread lock held: this process's threads are kept out, not others."""
-        stripe = stripe_of(session_id)
-        locks = self.current()
-        with locks.guards[stripe]:
-            yield Stripe(locks, stripe)
+        stripe = self._stripe(session_id)
+        with stripe.locks.guards[stripe.number]:
+            yield stripe
 
     @contextlib.contextmanager
     def hold(self, session_id: str, mode: int) -> Iterator[Stripe]:
         """``flock`` mode (``LOCK_SH``/``LOCK_EX``) on the session's stripe, the thread lock first."""
-        with self.guard(session_id) as stripe, stripe.flock(mode):
-            yield stripe
+        stripe = self._stripe(session_id)  # guard() and Stripe.flock() written out: two context managers cost more
+        with stripe.locks.guards[stripe.number]:
+            fd = stripe.locks.fd(stripe.number)
+            fcntl.flock(fd, mode)
+            try:
+                yield stripe
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _stripe(self, session_id: str) -> Stripe:
+        locks = self.current()
+        if time.monotonic() >= locks.next_sweep:
+            locks.close_idle_files()
+        return Stripe(locks, stripe_of(session_id))
 
     def close(self) -> None:
         if self._locks.generation == _generation:
