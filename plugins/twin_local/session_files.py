@@ -11,7 +11,8 @@ given to a new file (a session deleted and started again) while we hold it.
 
 Only the thread holding the stripe's thread lock touches the stripe's files,
 so none is closed under a thread using it. Each stripe keeps its
-``PER_STRIPE`` most recently used files (64 stripes: 256 descriptors), and
+``PER_STRIPE`` most recently used session files and ``SUMMARIES_PER_STRIPE``
+summary files (64 stripes: 384 descriptors at most), and
 about every ``IDLE_SECONDS`` a call closes those unused for that long
 (``ProcessLocks.close_idle_files``). A session deleted by another process
 keeps its disk space until this one closes it: on its next use, its
@@ -28,6 +29,8 @@ import time
 from collections import OrderedDict
 
 PER_STRIPE = 4
+#: Summary files (``twin_local.summaries``) are written once in a few turns: fewer of them are kept open.
+SUMMARIES_PER_STRIPE = 2
 IDLE_SECONDS = 60.0
 _READ_WRITE = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
 
@@ -41,12 +44,15 @@ class SessionFile:
     ino: int
     writable: bool
     used: float
+    written_to: int = -1  # where this process's last write through it ended (-1: none yet)
 
 
 class StripeFiles:
-    """The open session files of one stripe, least recently used first (call with its thread lock held)."""
+    """The open files of one stripe by key (session id or path), least recently used first; call with the
+    stripe's thread lock held."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = PER_STRIPE) -> None:
+        self.limit = limit
         self._files: OrderedDict[str, SessionFile] = OrderedDict()
 
     def __len__(self) -> int:
@@ -92,7 +98,7 @@ class StripeFiles:
             raise
         file = SessionFile(fd, st.st_dev, st.st_ino, can_write, time.monotonic())
         self._files[session_id] = file
-        while len(self._files) > PER_STRIPE:
+        while len(self._files) > self.limit:
             _, evicted = self._files.popitem(last=False)
             os.close(evicted.fd)
         return file, st

@@ -134,8 +134,7 @@ class FilesystemStore:
         path = self._path(session_id)
         try:
             with self._lock(session_id, fcntl.LOCK_EX) as stripe:
-                stripe.files.forget(session_id)  # or the disk space stays taken until this process closes it
-                stripe.tails.drop(session_id)
+                self._forget(stripe, session_id)
                 summaries.erase(self._summary_path(session_id))
                 try:
                     os.unlink(path)
@@ -168,7 +167,8 @@ class FilesystemStore:
     def save_summary(self, session_id: str, summary: Summary) -> None:
         try:
             with self._lock(session_id, fcntl.LOCK_EX) as stripe:
-                written = summaries.save(self._summary_path(session_id), self._path(session_id), summary)
+                written = summaries.save(self._summary_path(session_id), self._path(session_id), summary,
+                                         stripe.summary_files)
                 if written is not None:  # as a load would give it back (timestamps in UTC), without reading it
                     stripe.summaries.put(session_id, written, Summary.from_json(summary.to_json()))
         except OSError as exc:
@@ -221,8 +221,7 @@ class FilesystemStore:
             with self._lock(session_id, fcntl.LOCK_EX) as stripe:
                 if os.stat(path).st_mtime >= cutoff:
                     return False
-                stripe.files.forget(session_id)
-                stripe.tails.drop(session_id)
+                self._forget(stripe, session_id)
                 os.unlink(path)
                 summaries.erase(self._summary_path(session_id))
                 return True
@@ -238,6 +237,12 @@ class FilesystemStore:
         if not is_session_id(session_id):
             raise ValidationError("invalid session id")
         return self._prefix + session_id + SUFFIX
+
+    def _forget(self, stripe: Stripe, session_id: str) -> None:
+        """Before erasing the session: close its files (or its disk space stays taken), drop its tail."""
+        stripe.files.forget(session_id)
+        stripe.summary_files.forget(self._summary_path(session_id))
+        stripe.tails.drop(session_id)
 
     def _lock(self, session_id: str, mode: int) -> contextlib.AbstractContextManager[Stripe]:
         return self._stripes.hold(session_id, mode)

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from twin_local.session_files import IDLE_SECONDS, StripeFiles
+from twin_local.session_files import IDLE_SECONDS, SUMMARIES_PER_STRIPE, StripeFiles
 from twin_local.tail_cache import SummaryCache, TailCache
 
 LOCK_STRIPES = 64
@@ -54,6 +54,7 @@ class ProcessLocks:
         self.guards = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self.fds: list[int | None] = [None] * LOCK_STRIPES
         self.files = [StripeFiles() for _ in range(LOCK_STRIPES)]  # each used only under its stripe's guard
+        self.summary_files = [StripeFiles(SUMMARIES_PER_STRIPE) for _ in range(LOCK_STRIPES)]  # likewise
         self.next_sweep = time.monotonic() + IDLE_SECONDS
         self.tails = TailCache()  # each entry is read and changed only under its session's stripe lock
         self.summaries = SummaryCache()
@@ -75,15 +76,16 @@ class ProcessLocks:
         """Close the session files no call has used for ``IDLE_SECONDS``, in every stripe no thread is using."""
         now = time.monotonic()
         self.next_sweep = now + IDLE_SECONDS
-        for guard, files in zip(self.guards, self.files):
-            if files and guard.acquire(blocking=False):  # never waits: the caller may hold a stripe already
+        for guard, files, summary_files in zip(self.guards, self.files, self.summary_files):
+            if (files or summary_files) and guard.acquire(blocking=False):  # never waits: we may hold a stripe
                 try:
                     files.close_idle(now)
+                    summary_files.close_idle(now)
                 finally:
                     guard.release()
 
     def close(self) -> None:
-        for files in self.files:
+        for files in (*self.files, *self.summary_files):
             files.close()
         for fd in self.fds:
             if fd is not None:
@@ -141,11 +143,12 @@ class StripeLocks:
 class Stripe:
     """One stripe as its holder uses it: the flock, the stripe's open session files, the process's caches."""
 
-    __slots__ = ("locks", "number", "files", "tails", "summaries")
+    __slots__ = ("locks", "number", "files", "summary_files", "tails", "summaries")
 
     def __init__(self, locks: ProcessLocks, number: int) -> None:
         self.locks, self.number = locks, number
         self.files: StripeFiles = locks.files[number]
+        self.summary_files: StripeFiles = locks.summary_files[number]
         self.tails: TailCache = locks.tails
         self.summaries: SummaryCache = locks.summaries
 

@@ -11,6 +11,9 @@ the next append starts on a line of its own. Past ``COMPACT_BYTES`` the file
 is written again with the newest line alone (a temporary file renamed over
 it, once in many summaries). Erasing or expiring the session removes it, and
 the ``<session_id>.summary.json`` an earlier release wrote (``erase``).
+
+The file stays open between saves, like the session's (``twin_local.session_files``):
+a save after this process's own last one needs no ``open`` and no torn-line check.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import errno
 import logging
 import os
 
+from twin_local.session_files import StripeFiles
 from twin_server import Summary
 from twin_server.errors import BackendUnavailable
 
@@ -73,27 +77,28 @@ def _tail(fd: int, size: int, length: int) -> bytes:
     return os.pread(fd, size - start, start)
 
 
-def save(path: str, session_file: str, summary: Summary) -> tuple[int, int, int] | None:
+def save(path: str, session_file: str, summary: Summary, files: StripeFiles) -> tuple[int, int, int] | None:
     """Append ``summary`` (the caller holds the session's lock); None when the session is gone.
 
-    Returns the file's (inode, mtime, size) as left by this write: until another changes them,
-    a load would read ``summary`` back (so the writer need not).
+    The file stays open in ``files`` (the stripe's summary files). Returns its (inode, mtime, size)
+    as left by this write: until another changes them, a load would read ``summary`` back.
     """
     if not os.path.exists(session_file):
         return None
     line = summary.to_json() + b"\n"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            size = os.fstat(fd).st_size
-            if size + len(line) > COMPACT_BYTES:
-                return _rewrite(path, line)
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                line = b"\n" + line  # after a torn line: this one starts on its own
-            _write_all(fd, line)
-            return state(os.fstat(fd))
-        finally:
-            os.close(fd)
+        file, st = files.writable(path, path)
+        size = st.st_size
+        if size + len(line) > COMPACT_BYTES:
+            files.forget(path)  # the inode the new file is renamed over
+            return _rewrite(path, line)
+        # Not after this process's own last line (the file is as it left it): after a torn one, start a line.
+        if size and size != file.written_to and os.pread(file.fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        _write_all(file.fd, line)
+        written = os.fstat(file.fd)
+        file.written_to = written.st_size
+        return state(written)
     except OSError as exc:
         raise _unavailable("write", exc) from exc
 

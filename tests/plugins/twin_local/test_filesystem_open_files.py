@@ -111,10 +111,12 @@ def test_a_session_deleted_and_started_again_by_another_worker_keeps_this_worker
 
 
 @pytest.mark.parametrize("erase", ["delete", "sweep"])
-def test_erasing_a_session_closes_its_file(store, erase):
+def test_erasing_a_session_closes_its_files(store, erase):
     store.append(SID, turn(0))
     store.load(SID, 20)
-    assert any(path.endswith(f"{SID}.jsonl") for path in open_paths(store))
+    store.save_summary(SID, Summary("So far.", datetime(2024, 3, 1, tzinfo=timezone.utc), 2))
+    assert sorted(os.path.basename(path) for path in open_paths(store) if SID in path) == [
+        f"{SID}.jsonl", f"{SID}{summaries.SUFFIX}"]
     if erase == "delete":
         assert store.delete(SID)
     else:
@@ -184,3 +186,27 @@ def test_a_summary_this_process_saved_is_not_read_back(store, monkeypatch):
     assert loaded.through.tzinfo == fresh.through.tzinfo == timezone.utc  # as a read gives it back
     FilesystemStore(store.root).save_summary(SID, Summary("Another worker's.", saved.through, 8))
     assert store.load_summary(SID).text == "Another worker's."
+
+
+def test_a_summary_saved_after_this_process_own_is_appended_without_a_check_read(store):
+    at = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    store.append(SID, turn(0))
+    store.save_summary(SID, Summary("First.", at, 2))
+    with system_calls() as made:
+        store.save_summary(SID, Summary("Second.", at, 4))
+    assert made == {"flock": 2, "stat": 2, "write": 1, "fstat": 1}  # the session is there; the summary file is ours
+    assert FilesystemStore(store.root).load_summary(SID).text == "Second."
+
+
+def test_a_compacted_summary_file_is_not_kept_open(store, monkeypatch):
+    monkeypatch.setattr(summaries, "COMPACT_BYTES", 600)
+    at = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    store.append(SID, turn(0))
+    path = store.root / f"{SID}{summaries.SUFFIX}"
+    sizes = [0]
+    while sizes[-1] >= sizes[-2:][0] and len(sizes) < 20:  # until a save compacts it (renames a new file over it)
+        store.save_summary(SID, Summary(f"Summary {len(sizes)} " + "x" * 100, at, 2 * len(sizes)))
+        sizes.append(path.stat().st_size)
+    assert sizes[-1] < sizes[-2]
+    assert not [p for p in open_paths(store) if p.endswith("(deleted)")]
+    assert FilesystemStore(store.root).load_summary(SID).text.startswith(f"Summary {len(sizes) - 1} ")
