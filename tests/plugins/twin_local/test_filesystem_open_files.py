@@ -6,7 +6,11 @@ import collections
 import contextlib
 import errno
 import fcntl
+import json
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -17,6 +21,7 @@ from twin_local import session_files, summaries
 from twin_local.session_files import PER_STRIPE
 from twin_local.storage import FilesystemStore
 from twin_local.stripe_locks import stripe_of
+from twin_server.testing import turn_problems
 from twin_server.types import Message, Summary
 
 SID = "session-0001"
@@ -210,3 +215,44 @@ def test_a_compacted_summary_file_is_not_kept_open(store, monkeypatch):
     assert sizes[-1] < sizes[-2]
     assert not [p for p in open_paths(store) if p.endswith("(deleted)")]
     assert FilesystemStore(store.root).load_summary(SID).text.startswith(f"Summary {len(sizes) - 1} ")
+
+
+RETURNING_WORKER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from twin_local.storage import FilesystemStore
+    from twin_server.types import Message
+
+    root, sid, worker, turns, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
+    store = FilesystemStore(Path(root))
+    store.load(sid, 20)  # its file open and its tail cached before the others write
+    while not go.exists():
+        time.sleep(0.002)
+    with open(go.parent / f"seen-{worker}", "w") as seen:
+        for t in range(turns):
+            seen.write(json.dumps([m.content for m in store.load(sid, 20)]) + "\\n")
+            time.sleep(0.001)  # the LLM answering: the others append meanwhile
+            store.append(sid, [Message("user", f"w{worker}-t{t}-q"), Message("assistant", f"w{worker}-t{t}-a")])
+    """
+)
+
+
+def test_workers_taking_turns_on_one_session_lose_nothing_and_load_what_was_there(store, tmp_path):
+    """Processes each loading and appending, as gunicorn's workers do for a returning visitor: every load
+    gives the newest messages as they stood at some moment (a run of the final file, whole turns)."""
+    workers, turns = 4, 60
+    store.append(SID, [Message("user", "w9-t0-q"), Message("assistant", "w9-t0-a")])
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", RETURNING_WORKER, str(store.root), SID, str(w), str(turns), str(go)])
+             for w in range(workers)]
+    time.sleep(0.5)
+    go.touch()
+    assert [p.wait(timeout=60) for p in procs] == [0] * workers
+    final = contents(FilesystemStore(store.root).load(SID))
+    assert turn_problems([Message("user", c) for c in final[2:]], workers, turns) == []
+    windows = {tuple(final[i:j]) for j in range(2, len(final) + 1, 2) for i in (max(0, j - 20),)}
+    for worker in range(workers):
+        for line in (tmp_path / f"seen-{worker}").read_text().splitlines():
+            assert tuple(json.loads(line)) in windows, f"worker {worker} loaded {line}"
+    assert store.load(SID, 20) == FilesystemStore(store.root).load(SID, 20)  # this process's cached tail caught up
