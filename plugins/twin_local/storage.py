@@ -33,14 +33,12 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from twin_local import summaries
-from twin_local.session_files import SessionFile
+from twin_local import session_lines, summaries
 from twin_local.stripe_locks import LOCK_STRIPES, Stripe, StripeLocks  # noqa: F401  (LOCK_STRIPES: the layout)
-from twin_local.tail_cache import Tail, TailCache, as_stored
 from twin_server.errors import BackendUnavailable, ConfigurationError, ValidationError
 from twin_server import is_session_id, Message, Summary
 
@@ -48,7 +46,6 @@ __all__ = ["FilesystemStore"]
 
 log = logging.getLogger("twin_local.storage")
 
-BLOCK_SIZE = 64 * 1024
 SUFFIX = ".jsonl"
 
 
@@ -105,7 +102,7 @@ class FilesystemStore:
                             return []
                     else:
                         st = None  # the size seen before the lock may be that of a write under way
-                    return _read(file, st, session_id, limit if cached else None, limit, stripe.tails)
+                    return session_lines.read_newest(file, st, session_id, limit if cached else None, limit, stripe.tails)
         except OSError as exc:
             raise _unavailable("read", exc) from exc
 
@@ -119,13 +116,13 @@ class FilesystemStore:
             with self._stripes.hold(session_id, fcntl.LOCK_EX) as stripe:
                 file, st = stripe.files.writable(session_id, path)
                 tail = stripe.tails.get(session_id)
-                if tail is not None and not _ends_as_cached(file, st, tail):
+                if tail is not None and not session_lines.ends_as_cached(file, st, tail):
                     stripe.tails.drop(session_id)
                     tail = None
                 # A tail that still matches proves the file ends in a complete line: no torn-tail check.
-                size = st.st_size if tail is not None else _repair(file.fd, session_id, st.st_size)
+                size = st.st_size if tail is not None else session_lines.repair(file.fd, session_id, st.st_size)
                 _write_all(file.fd, data, size)
-                _remember(stripe.tails, session_id, file, size, data, messages, tail)
+                session_lines.remember(stripe.tails, session_id, file, size, data, messages, tail)
         except OSError as exc:
             raise _unavailable("write", exc) from exc
 
@@ -254,161 +251,6 @@ def _encode(messages: Sequence[Message]) -> bytes:
         if not isinstance(message, Message):
             raise TypeError(f"expected Message, not {type(message).__name__}")
     return b"".join(message.to_json_line() + b"\n" for message in messages)
-
-
-def _parse(line: bytes, session_id: str, offset: int) -> Message | None:
-    """One stored record, or None (logged) when it is corrupt."""
-    if not line.strip():
-        return None
-    try:
-        return Message.from_json_line(line)
-    except ValueError as exc:
-        # Never log the line itself: it is somebody's conversation.
-        log.warning(
-            "skipping corrupt record in session %s at byte offset %d (%s)",
-            session_id, offset, type(exc.__cause__ or exc).__name__,
-        )
-        return None
-
-
-def _complete_end(fd: int, size: int) -> int:
-    """The offset just after the last newline: bytes beyond it are a torn write."""
-    if size and os.pread(fd, 1, size - 1) == b"\n":
-        return size
-    pos = size
-    while pos > 0:
-        start = max(0, pos - BLOCK_SIZE)
-        newline = os.pread(fd, pos - start, start).rfind(b"\n")
-        if newline >= 0:
-            return start + newline + 1
-        pos = start
-    return 0
-
-
-def _lines_backwards(fd: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """(offset, line) for each line in ``[0, end)``, last first, reading blocks from the end."""
-    pos = end
-    buf = b""  # bytes [pos, pos + len(buf)); ends with the newline of a line whose start is unknown
-    while pos > 0:
-        start = max(0, pos - BLOCK_SIZE)
-        buf = os.pread(fd, pos - start, start) + buf
-        pos = start
-        stop = len(buf) - 1
-        newline = buf.rfind(b"\n", 0, stop)
-        while newline >= 0:
-            yield pos + newline + 1, buf[newline + 1 : stop]
-            stop = newline
-            newline = buf.rfind(b"\n", 0, stop)
-        buf = buf[: stop + 1]
-    if buf:
-        yield 0, buf[:-1]
-
-
-def _repair(fd: int, session_id: str, size: int) -> int:
-    """Cut off a torn last line (never acknowledged to anyone); return the file's new size."""
-    end = _complete_end(fd, size)
-    if end != size:
-        os.ftruncate(fd, end)
-        log.warning("discarded a torn record (%d bytes) at the end of session %s", size - end, session_id)
-    return end
-
-
-def _read(file: SessionFile, st: os.stat_result | None, session_id: str, cached: int | None, limit: int | None,
-          tails: TailCache) -> list[Message]:
-    """The last ``limit`` messages (all for None), from the tail when ``cached``; ``st`` None: not known yet."""
-    fd = file.fd
-    if cached is not None:
-        tail = tails.get(session_id)
-        if tail is not None and _catch_up(file, tail, session_id, tails):
-            if len(tail.messages) >= cached or tail.whole:
-                return tail.messages[-cached:]
-    if st is None:
-        st = os.fstat(fd)
-    newest_first: list[Message] = []
-    end = _complete_end(fd, st.st_size)
-    last_line, reached_start = b"", True
-    # Lines are parsed newest first, so a corrupt line inside the tail
-    # makes us read one more line rather than return fewer than limit.
-    for offset, line in _lines_backwards(fd, end):
-        if offset + len(line) + 1 == end:
-            last_line = line
-        message = _parse(line, session_id, offset)
-        if message is not None:
-            newest_first.append(message)
-            if len(newest_first) == limit:
-                reached_start = offset == 0
-                break
-    newest_first.reverse()
-    if cached is not None:
-        tail = Tail(file.ino, end, last_line, [], reached_start, cached, file=file)
-        tail.extend(newest_first, end, last_line)
-        tails.put(session_id, tail)
-    return newest_first
-
-
-def _ends_as_cached(file: SessionFile, st: os.stat_result, tail: Tail) -> bool:
-    """True when the file is the tail's and ends exactly at its last line (one ``pread``, unless read through
-    this same open file: then it cannot have been replaced, and its size says that nothing was appended)."""
-    if file.ino != tail.ino or st.st_size != tail.end:
-        return False
-    if tail.file is file:
-        return True
-    start = tail.verify_from()
-    return tail.newer(os.pread(file.fd, tail.end - start, start)) == b""
-
-
-def _catch_up(file: SessionFile, tail: Tail, session_id: str, tails: TailCache) -> bool:
-    """Bring ``tail`` up to the file's last complete line; False (and dropped) when it is not this file's."""
-    if file.ino != tail.ino:
-        tails.drop(session_id)
-        return False
-    start = tail.verify_from()
-    newer = tail.newer(_pread_to_end(file.fd, start, tail.end + BLOCK_SIZE))
-    if newer is None:  # shorter than the tail, or its last line is not there: another file on a reused inode
-        tails.drop(session_id)
-        return False
-    tail.file = file
-    cut = newer.rfind(b"\n") + 1
-    if cut:
-        lines = newer[: cut - 1].split(b"\n")
-        offset, parsed = tail.end, []
-        for line in lines:
-            message = _parse(line, session_id, offset)
-            if message is not None:
-                parsed.append(message)
-            offset += len(line) + 1
-        old_cost = tail.cost
-        tail.extend(parsed, tail.end + cut, lines[-1])
-        tails.changed(session_id, tail, old_cost)
-    return True
-
-
-def _pread_to_end(fd: int, start: int, guess: int) -> bytes:
-    """The bytes from ``start`` to the end of the file, without an ``fstat``: reads until one comes back short."""
-    chunks, want = [], max(guess - start, 1)
-    while True:
-        chunk = os.pread(fd, want, start)
-        chunks.append(chunk)
-        if len(chunk) < want:
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        start += len(chunk)
-        want *= 2
-
-
-def _remember(tails: TailCache, session_id: str, file: SessionFile, size: int, data: bytes,
-              messages: Sequence[Message], tail: Tail | None) -> None:
-    """After an append at ``size``: extend the tail checked before it, or start one for a new file."""
-    end, last_line = size + len(data), data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1]
-    stored = [as_stored(m) for m in messages]
-    if tail is not None:
-        old_cost = tail.cost
-        tail.extend(stored, end, last_line)
-        tail.file = file
-        tails.changed(session_id, tail, old_cost)
-    elif size == 0:
-        tail = Tail(file.ino, 0, b"", [], True, tails.max_messages, file=file)
-        tail.extend(stored, end, last_line)
-        tails.put(session_id, tail)
 
 
 def _write_all(fd: int, data: bytes, size: int) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from twin_local import storage
+from twin_local import session_lines
 from twin_local.storage import FilesystemStore
 from twin_local.session_files import PER_STRIPE
 from twin_local.stripe_locks import stripe_of
@@ -27,13 +27,13 @@ def store(tmp_path):
 def parsed(monkeypatch):
     """Every stored line the store parses."""
     lines = []
-    real = storage._parse
+    real = session_lines.parse
 
     def counting(line, session_id, offset):
         lines.append(line)
         return real(line, session_id, offset)
 
-    monkeypatch.setattr(storage, "_parse", counting)
+    monkeypatch.setattr(session_lines, "parse", counting)
     return lines
 
 
