@@ -102,7 +102,8 @@ class FilesystemStore:
                             return []
                     else:
                         st = None  # the size seen before the lock may be that of a write under way
-                    return session_lines.read_newest(file, st, session_id, limit if cached else None, limit, stripe.tails)
+                    return session_lines.read_newest(file, st, session_id, limit if cached else None, limit,
+                                                     stripe.tails)
         except OSError as exc:
             raise _unavailable("read", exc) from exc
 

@@ -49,7 +49,8 @@ def system_calls():
         for module, names in SPIED.items():
             for name in names:
                 real = getattr(module, name)
-                patch.setattr(module, name, lambda *a, _real=real, _name=name, **k: made.update([_name]) or _real(*a, **k))
+                spy = lambda *a, _real=real, _name=name, **k: made.update([_name]) or _real(*a, **k)  # noqa: E731
+                patch.setattr(module, name, spy)
         yield made
 
 
@@ -181,7 +182,8 @@ def test_a_summary_this_process_saved_is_not_read_back(store, monkeypatch):
     real = summaries.load
     monkeypatch.setattr(summaries, "load", lambda path, sid: reads.append(sid) or real(path, sid))
     lisbon = timezone(timedelta(hours=1))
-    saved = Summary("Asked about boats.", datetime(2024, 3, 1, 9, 30, tzinfo=lisbon), 6, datetime(2024, 3, 1, tzinfo=lisbon))
+    at = datetime(2024, 3, 1, 9, 30, tzinfo=lisbon)
+    saved = Summary("Asked about boats.", at, 6, at)
     store.append(SID, turn(0))
     store.save_summary(SID, saved)
     loaded = store.load_summary(SID)
@@ -244,8 +246,8 @@ def test_workers_taking_turns_on_one_session_lose_nothing_and_load_what_was_ther
     workers, turns = 4, 60
     store.append(SID, [Message("user", "w9-t0-q"), Message("assistant", "w9-t0-a")])
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", RETURNING_WORKER, str(store.root), SID, str(w), str(turns), str(go)])
-             for w in range(workers)]
+    procs = [subprocess.Popen([sys.executable, "-c", RETURNING_WORKER, str(store.root), SID, str(w), str(turns),
+                               str(go)]) for w in range(workers)]
     time.sleep(0.5)
     go.touch()
     assert [p.wait(timeout=60) for p in procs] == [0] * workers
