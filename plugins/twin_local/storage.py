@@ -19,6 +19,10 @@ servers run.
 A load of the last ``limit`` messages starts from the session's cached tail
 (``twin_local.tail_cache``) when it has one, and parses only the lines other
 processes appended since; an append extends the tail it has just written after.
+Session files stay open between calls, a few per stripe (``twin_local.session_files``),
+so a returning session's load is one ``stat`` when nothing was appended since (no
+lock is needed to see that the file has not grown), and its append a ``stat`` and
+the ``write`` under the lock.
 """
 
 from __future__ import annotations
@@ -29,13 +33,12 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from twin_local import summaries
-from twin_local.stripe_locks import LOCK_STRIPES, ProcessLocks, StripeLocks  # noqa: F401  (LOCK_STRIPES: the layout)
-from twin_local.tail_cache import Tail, TailCache, as_stored
+from twin_local import session_lines, summaries
+from twin_local.stripe_locks import LOCK_STRIPES, Stripe, StripeLocks  # noqa: F401  (LOCK_STRIPES: the layout)
 from twin_server.errors import BackendUnavailable, ConfigurationError, ValidationError
 from twin_server import is_session_id, Message, Summary
 
@@ -43,7 +46,6 @@ __all__ = ["FilesystemStore"]
 
 log = logging.getLogger("twin_local.storage")
 
-BLOCK_SIZE = 64 * 1024
 SUFFIX = ".jsonl"
 
 
@@ -81,47 +83,29 @@ class FilesystemStore:
         if limit == 0:
             return []
         try:
-            # A shared lock keeps a reader from seeing half of a turn that is being written.
-            with self._lock(session_id, fcntl.LOCK_SH) as stripes:
-                try:
-                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                except FileNotFoundError:
-                    stripes.tails.drop(session_id)
-                    return []
-                try:
-                    return self._read(fd, session_id, limit, stripes.tails)
-                finally:
-                    os.close(fd)
+            with self._stripes.guard(session_id) as stripe:
+                file, st = stripe.files.stat(session_id, path)
+                cached = limit is not None and limit <= stripe.tails.max_messages
+                if file is not None and cached:
+                    tail = stripe.tails.get(session_id)
+                    # Nothing appended since the tail was read through this open file: no lock and no read.
+                    # A write under way would have grown the file already, so this is the state before it.
+                    if tail is not None and tail.file is file and st.st_size == tail.end:
+                        if len(tail.messages) >= limit or tail.whole:
+                            return tail.messages[-limit:]
+                # A shared lock keeps a reader from seeing half of a turn that is being written.
+                with stripe.flock(fcntl.LOCK_SH):
+                    if file is None:
+                        file, st = stripe.files.open(session_id, path)
+                        if file is None:
+                            stripe.tails.drop(session_id)
+                            return []
+                    else:
+                        st = None  # the size seen before the lock may be that of a write under way
+                    return session_lines.read_newest(file, st, session_id, limit if cached else None, limit,
+                                                     stripe.tails)
         except OSError as exc:
             raise _unavailable("read", exc) from exc
-
-    def _read(self, fd: int, session_id: str, limit: int | None, tails: TailCache) -> list[Message]:
-        st = os.fstat(fd)
-        if limit is not None and limit <= tails.max_messages:
-            tail = tails.get(session_id)
-            if tail is not None and _catch_up(fd, st, tail, session_id, tails):
-                if len(tail.messages) >= limit or tail.whole:
-                    return tail.messages[-limit:]
-        newest_first: list[Message] = []
-        end = _complete_end(fd, st.st_size)
-        last_line, reached_start = b"", True
-        # Lines are parsed newest first, so a corrupt line inside the tail
-        # makes us read one more line rather than return fewer than limit.
-        for offset, line in _lines_backwards(fd, end):
-            if offset + len(line) + 1 == end:
-                last_line = line
-            message = _parse(line, session_id, offset)
-            if message is not None:
-                newest_first.append(message)
-                if len(newest_first) == limit:
-                    reached_start = offset == 0
-                    break
-        newest_first.reverse()
-        if limit is not None and limit <= tails.max_messages:
-            tail = Tail(st.st_ino, end, last_line, [], reached_start, limit)
-            tail.extend(newest_first, end, last_line)
-            tails.put(session_id, tail)
-        return newest_first
 
     def append(self, session_id: str, messages: Sequence[Message]) -> None:
         """Append all of ``messages`` in one write, or none of them."""
@@ -130,21 +114,16 @@ class FilesystemStore:
         if not data:
             return
         try:
-            with self._lock(session_id, fcntl.LOCK_EX) as stripes:
-                # O_RDWR rather than O_WRONLY: the torn-tail check must read the last bytes.
-                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                try:
-                    st = os.fstat(fd)
-                    tail = stripes.tails.get(session_id)
-                    if tail is not None and not _ends_as_cached(fd, st, tail):
-                        stripes.tails.drop(session_id)
-                        tail = None
-                    # A tail that still matches proves the file ends in a complete line: no torn-tail check.
-                    size = st.st_size if tail is not None else _repair(fd, session_id, st.st_size)
-                    _write_all(fd, data, size)
-                finally:
-                    os.close(fd)
-                _remember(stripes.tails, session_id, st.st_ino, size, data, messages, tail)
+            with self._stripes.hold(session_id, fcntl.LOCK_EX) as stripe:
+                file, st = stripe.files.writable(session_id, path)
+                tail = stripe.tails.get(session_id)
+                if tail is not None and not session_lines.ends_as_cached(file, st, tail):
+                    stripe.tails.drop(session_id)
+                    tail = None
+                # A tail that still matches proves the file ends in a complete line: no torn-tail check.
+                size = st.st_size if tail is not None else session_lines.repair(file.fd, session_id, st.st_size)
+                _write_all(file.fd, data, size)
+                session_lines.remember(stripe.tails, session_id, file, size, data, messages, tail)
         except OSError as exc:
             raise _unavailable("write", exc) from exc
 
@@ -152,8 +131,8 @@ class FilesystemStore:
         """Erase the session; True when there was a file to erase."""
         path = self._path(session_id)
         try:
-            with self._lock(session_id, fcntl.LOCK_EX) as stripes:
-                stripes.tails.drop(session_id)
+            with self._lock(session_id, fcntl.LOCK_EX) as stripe:
+                self._forget(stripe, session_id)
                 summaries.erase(self._summary_path(session_id))
                 try:
                     os.unlink(path)
@@ -176,7 +155,7 @@ class FilesystemStore:
             return None
         except OSError as exc:
             raise _unavailable("read the summary of", exc) from exc
-        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        key = summaries.state(st)
         found, summary = cache.get(session_id, key)
         if not found:
             summary = summaries.load(path, session_id)
@@ -185,8 +164,11 @@ class FilesystemStore:
 
     def save_summary(self, session_id: str, summary: Summary) -> None:
         try:
-            with self._lock(session_id, fcntl.LOCK_EX):
-                summaries.save(self._summary_path(session_id), self._path(session_id), summary)
+            with self._lock(session_id, fcntl.LOCK_EX) as stripe:
+                written = summaries.save(self._summary_path(session_id), self._path(session_id), summary,
+                                         stripe.summary_files)
+                if written is not None:  # as a load would give it back (timestamps in UTC), without reading it
+                    stripe.summaries.put(session_id, written, Summary.from_json(summary.to_json()))
         except OSError as exc:
             raise _unavailable("write the summary of", exc) from exc
 
@@ -234,10 +216,10 @@ class FilesystemStore:
         try:
             if os.stat(path).st_mtime >= cutoff:
                 return False
-            with self._lock(session_id, fcntl.LOCK_EX) as stripes:
+            with self._lock(session_id, fcntl.LOCK_EX) as stripe:
                 if os.stat(path).st_mtime >= cutoff:
                     return False
-                stripes.tails.drop(session_id)
+                self._forget(stripe, session_id)
                 os.unlink(path)
                 summaries.erase(self._summary_path(session_id))
                 return True
@@ -254,7 +236,13 @@ class FilesystemStore:
             raise ValidationError("invalid session id")
         return self._prefix + session_id + SUFFIX
 
-    def _lock(self, session_id: str, mode: int) -> contextlib.AbstractContextManager[ProcessLocks]:
+    def _forget(self, stripe: Stripe, session_id: str) -> None:
+        """Before erasing the session: close its files (or its disk space stays taken), drop its tail."""
+        stripe.files.forget(session_id)
+        stripe.summary_files.forget(self._summary_path(session_id))
+        stripe.tails.drop(session_id)
+
+    def _lock(self, session_id: str, mode: int) -> contextlib.AbstractContextManager[Stripe]:
         return self._stripes.hold(session_id, mode)
 
 
@@ -264,111 +252,6 @@ def _encode(messages: Sequence[Message]) -> bytes:
         if not isinstance(message, Message):
             raise TypeError(f"expected Message, not {type(message).__name__}")
     return b"".join(message.to_json_line() + b"\n" for message in messages)
-
-
-def _parse(line: bytes, session_id: str, offset: int) -> Message | None:
-    """One stored record, or None (logged) when it is corrupt."""
-    if not line.strip():
-        return None
-    try:
-        return Message.from_json_line(line)
-    except ValueError as exc:
-        # Never log the line itself: it is somebody's conversation.
-        log.warning(
-            "skipping corrupt record in session %s at byte offset %d (%s)",
-            session_id, offset, type(exc.__cause__ or exc).__name__,
-        )
-        return None
-
-
-def _complete_end(fd: int, size: int) -> int:
-    """The offset just after the last newline: bytes beyond it are a torn write."""
-    if size and os.pread(fd, 1, size - 1) == b"\n":
-        return size
-    pos = size
-    while pos > 0:
-        start = max(0, pos - BLOCK_SIZE)
-        newline = os.pread(fd, pos - start, start).rfind(b"\n")
-        if newline >= 0:
-            return start + newline + 1
-        pos = start
-    return 0
-
-
-def _lines_backwards(fd: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """(offset, line) for each line in ``[0, end)``, last first, reading blocks from the end."""
-    pos = end
-    buf = b""  # bytes [pos, pos + len(buf)); ends with the newline of a line whose start is unknown
-    while pos > 0:
-        start = max(0, pos - BLOCK_SIZE)
-        buf = os.pread(fd, pos - start, start) + buf
-        pos = start
-        stop = len(buf) - 1
-        newline = buf.rfind(b"\n", 0, stop)
-        while newline >= 0:
-            yield pos + newline + 1, buf[newline + 1 : stop]
-            stop = newline
-            newline = buf.rfind(b"\n", 0, stop)
-        buf = buf[: stop + 1]
-    if buf:
-        yield 0, buf[:-1]
-
-
-def _repair(fd: int, session_id: str, size: int) -> int:
-    """Cut off a torn last line (never acknowledged to anyone); return the file's new size."""
-    end = _complete_end(fd, size)
-    if end != size:
-        os.ftruncate(fd, end)
-        log.warning("discarded a torn record (%d bytes) at the end of session %s", size - end, session_id)
-    return end
-
-
-def _ends_as_cached(fd: int, st: os.stat_result, tail: Tail) -> bool:
-    """True when the file is the tail's and ends exactly at its last line (one ``pread``)."""
-    if st.st_ino != tail.ino or st.st_size != tail.end:
-        return False
-    start = tail.verify_from()
-    return tail.newer(os.pread(fd, tail.end - start, start)) == b""
-
-
-def _catch_up(fd: int, st: os.stat_result, tail: Tail, session_id: str, tails: TailCache) -> bool:
-    """Bring ``tail`` up to the file's last complete line; False (and dropped) when it is not this file's."""
-    if st.st_ino != tail.ino or st.st_size < tail.end:
-        tails.drop(session_id)
-        return False
-    start = tail.verify_from()
-    newer = tail.newer(os.pread(fd, st.st_size - start, start))
-    if newer is None:
-        tails.drop(session_id)
-        return False
-    cut = newer.rfind(b"\n") + 1
-    if cut:
-        lines = newer[: cut - 1].split(b"\n")
-        offset, parsed = tail.end, []
-        for line in lines:
-            message = _parse(line, session_id, offset)
-            if message is not None:
-                parsed.append(message)
-            offset += len(line) + 1
-        old_cost = tail.cost
-        tail.extend(parsed, tail.end + cut, lines[-1])
-        tails.changed(session_id, tail, old_cost)
-    return True
-
-
-def _remember(tails: TailCache, session_id: str, ino: int, size: int, data: bytes, messages: Sequence[Message],
-              tail: Tail | None) -> None:
-    """After an append at ``size``: extend the tail checked before it, or start one for a new file."""
-    end, last_line = size + len(data), data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1]
-    stored = [as_stored(m) for m in messages]
-    if tail is not None:
-        old_cost = tail.cost
-        tail.extend(stored, end, last_line)
-        tails.changed(session_id, tail, old_cost)
-    elif size == 0:
-        tail = Tail(ino, 0, b"", [], True, tails.max_messages)
-        tail.extend(stored, end, last_line)
-        tails.put(session_id, tail)
 
 
 def _write_all(fd: int, data: bytes, size: int) -> None:

@@ -11,6 +11,9 @@ the next append starts on a line of its own. Past ``COMPACT_BYTES`` the file
 is written again with the newest line alone (a temporary file renamed over
 it, once in many summaries). Erasing or expiring the session removes it, and
 the ``<session_id>.summary.json`` an earlier release wrote (``erase``).
+
+The file stays open between saves, like the session's (``twin_local.session_files``):
+a save after this process's own last one needs no ``open`` and no torn-line check.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import errno
 import logging
 import os
 
+from twin_local.session_files import StripeFiles
 from twin_server import Summary
 from twin_server.errors import BackendUnavailable
 
-__all__ = ["COMPACT_BYTES", "SUFFIX", "erase", "load", "save"]
+__all__ = ["COMPACT_BYTES", "SUFFIX", "erase", "load", "save", "state"]
 
 log = logging.getLogger("twin_local.storage")
 
@@ -73,41 +77,52 @@ def _tail(fd: int, size: int, length: int) -> bytes:
     return os.pread(fd, size - start, start)
 
 
-def save(path: str, session_file: str, summary: Summary) -> bool:
-    """Append ``summary`` (the caller holds the session's lock); False when the session is gone."""
+def save(path: str, session_file: str, summary: Summary, files: StripeFiles) -> tuple[int, int, int] | None:
+    """Append ``summary`` (the caller holds the session's lock); None when the session is gone.
+
+    The file stays open in ``files`` (the stripe's summary files). Returns its (inode, mtime, size)
+    as left by this write: until another changes them, a load would read ``summary`` back.
+    """
     if not os.path.exists(session_file):
-        return False
+        return None
     line = summary.to_json() + b"\n"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            size = os.fstat(fd).st_size
-            if size + len(line) > COMPACT_BYTES:
-                _rewrite(path, line)
-                return True
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                line = b"\n" + line  # after a torn line: this one starts on its own
-            _write_all(fd, line)
-        finally:
-            os.close(fd)
+        file, st = files.writable(path, path)
+        size = st.st_size
+        if size + len(line) > COMPACT_BYTES:
+            files.forget(path)  # the inode the new file is renamed over
+            return _rewrite(path, line)
+        # Not after this process's own last line (the file is as it left it): after a torn one, start a line.
+        if size and size != file.written_to and os.pread(file.fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        _write_all(file.fd, line)
+        written = os.fstat(file.fd)
+        file.written_to = written.st_size
+        return state(written)
     except OSError as exc:
         raise _unavailable("write", exc) from exc
-    return True
 
 
-def _rewrite(path: str, line: bytes) -> None:
+def state(st: os.stat_result) -> tuple[int, int, int]:
+    """What tells one version of a summary file from another: appending grows it, compacting renames a new one."""
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _rewrite(path: str, line: bytes) -> tuple[int, int, int]:
     directory, name = os.path.split(path)
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             _write_all(fd, line)
+            written = state(os.fstat(fd))  # a rename keeps the inode and the mtime
         finally:
             os.close(fd)
         os.replace(temporary, path)
     except OSError:
         remove(temporary)  # it may never have been created; the write's own error is the one raised
         raise
+    return written
 
 
 def _write_all(fd: int, data: bytes) -> None:

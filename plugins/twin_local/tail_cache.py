@@ -12,7 +12,10 @@ appended since, which is then the only JSON parsed. An append checks the same
 line before it extends the tail with what it wrote (that read also stands in
 for the torn-tail check). The check relies on what the store ever does to a
 file (append, cut back to a line end, delete): a file started again after a
-delete ends in a line of its own, with its own microsecond timestamp.
+delete ends in a line of its own, with its own microsecond timestamp. A tail
+read or written through a file the process still holds open (``Tail.file``)
+needs no check: that inode cannot have been given to another file, so its size
+alone says whether anything was appended.
 
 The cache holds at most ``max_bytes`` of message text (least recently used
 sessions go first), and never more than ``max_messages`` per session.
@@ -43,6 +46,9 @@ class Tail:
     whole: bool  # True when ``messages`` are all the messages before ``end``
     keep: int  # how many of the newest messages to keep
     cost: int = 0
+    #: The open file (``twin_local.session_files``) this tail was last read or written through. While that file
+    #: is still open and its path's, it ends at ``end`` exactly when nothing was appended: no check read is needed.
+    file: object = None
 
     def extend(self, messages: list[Message], end: int, last_line: bytes) -> None:
         self.messages.extend(messages)

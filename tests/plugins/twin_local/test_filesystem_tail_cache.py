@@ -8,8 +8,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from twin_local import storage
+from twin_local import session_lines
 from twin_local.storage import FilesystemStore
+from twin_local.session_files import PER_STRIPE
+from twin_local.stripe_locks import stripe_of
 from twin_local.tail_cache import Tail, TailCache
 from twin_server.types import Message, Source
 
@@ -25,13 +27,13 @@ def store(tmp_path):
 def parsed(monkeypatch):
     """Every stored line the store parses."""
     lines = []
-    real = storage._parse
+    real = session_lines.parse
 
     def counting(line, session_id, offset):
         lines.append(line)
         return real(line, session_id, offset)
 
-    monkeypatch.setattr(storage, "_parse", counting)
+    monkeypatch.setattr(session_lines, "parse", counting)
     return lines
 
 
@@ -149,11 +151,20 @@ def test_a_tail_keeps_only_its_newest_messages():
     assert contents(tail.messages) == ["2", "3", "4"] and not tail.whole
 
 
+def same_stripe(session_id, count):
+    """``count`` other session ids on ``session_id``'s lock stripe."""
+    stripe = stripe_of(session_id)
+    return [f"session-{n:06d}" for n in range(100_000) if stripe_of(f"session-{n:06d}") == stripe][:count]
+
+
 def test_an_append_after_a_same_size_rewrite_does_not_revive_the_old_messages(store):
-    """Same inode and size as the cached tail, other lines (a file deleted and started again, its inode reused)."""
+    """Same inode and size as the cached tail, other lines: a file deleted and started again on a reused inode
+    (possible once this process has closed the file it held open: it holds only a few)."""
     for i in range(3):
         store.append(SID, turn(i))
     store.load(SID, 20)
+    for other in same_stripe(SID, PER_STRIPE):
+        store.append(other, turn(0))  # SID's file is closed; its cached tail stays
     path = store.root / f"{SID}.jsonl"
     rewritten = path.read_bytes().replace(b"question", b"QUESTION").replace(b"answer", b"ANSWER")
     fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
