@@ -137,21 +137,23 @@ class Delivery:
 
     def _let_go(self, batch: Batch, *, sent: bool = False) -> None:
         """Queue the batch's events, or handle them in this thread when its response is ``sent`` and all is here."""
+        here = sent and self.here
         with self._lock:
             if batch.done:
                 return
             batch.done = True
             if batch in self._waiting:
                 self._waiting.remove(batch)
-        if sent and self.here:
+            if here:
+                with self._handled:  # counted before the batch is done, so drain() never misses it
+                    self._handling += 1
+        if here:
             self._handle_here(batch.items)
             return
         for item in batch.items:
             self._enqueue(item)
 
     def _handle_here(self, items: Sequence[Item]) -> None:
-        with self._handled:
-            self._handling += 1
         try:
             for item in items:
                 self._handle(item)
