@@ -20,6 +20,8 @@ log = logging.getLogger("twin_server.owner")
 
 
 class LogNotifier:
+    local = True  # a log line, written on this machine: it may be delivered in a request's thread (owner.delivery)
+
     def notify(self, event: Any, timeout: float | None = None) -> None:
         fields: dict[str, Any] = {"event": event.kind, "id": event.id, "session_id": event.session_id}
         if isinstance(event, Lead):

@@ -16,6 +16,19 @@ An HTTP request's events wait in a ``Batch`` until its response is sent (the
 server closes the response), so the worker never takes the process, and the
 GIL, from a reply on its way out; a response the server never closes lets its
 batch go after ``GATE_SECONDS``. ``drain`` lets every batch go at once.
+
+When the store and every notifier are ``here`` (their calls never wait on
+another machine: files on this disk, a log line), the thread that sent a
+response stores and delivers its batch itself, after the response: handing
+an event to the worker cost more CPU than handling it (the request threads
+and the worker trading the GIL at each of its file calls). Events that go
+the other ways (outside a request, a batch past its gate) still take the queue.
+
+``forget`` runs under the lock that storing takes, and remembers the last
+number given out when it erased a session: an event of that session numbered
+before it is not stored. Events are handled out of order (batches go as their
+responses are sent, each in its own thread when ``here``), so a number is
+remembered until no event numbered before it is still open.
 """
 
 from __future__ import annotations
@@ -59,16 +72,19 @@ class Batch:
 class Delivery:
     """The queue and its worker. ``notifiers`` are the app's, each behind the core's retry."""
 
-    def __init__(self, store: Any, notifiers: Sequence[Any], size: int = 100) -> None:
-        self.store, self.notifiers = store, tuple(notifiers)
+    def __init__(self, store: Any, notifiers: Sequence[Any], size: int = 100, *, here: bool = False) -> None:
+        self.store, self.notifiers, self.here = store, tuple(notifiers), here
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=size)
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._pid = 0
         self._exit_hook = False
         self._numbers = itertools.count(1)
-        self._storing = threading.Lock()  # one store-or-erase at a time between the worker and forget()
-        self._forgotten: dict[str, int] = {}  # session id → the last number queued when it was erased
+        self._storing = threading.Lock()  # one store-or-erase at a time between the storing threads and forget()
+        self._forgotten: dict[str, int] = {}  # session id → the last number given out when it was erased
+        self._open: set[int] = set()  # the numbers of events to store, put and not yet stored (or dropped)
+        self._handled = threading.Condition()  # drain() waits on it for the batches handled in their own thread
+        self._handling = 0
         self._waiting: list[Batch] = []  # ended, not yet sent
         #: The current request's batch, if any (set by the HTTP layer); None outside a request.
         self.current: Callable[[], Batch | None] = lambda: None
@@ -84,9 +100,11 @@ class Delivery:
         queue full, an event to store is stored here, and left pending)."""
         if not self.notifiers and not store:
             return
-        item = (next(self._numbers), event, store)
         batch = self.current()
         with self._lock:
+            item = (next(self._numbers), event, store)
+            if store:
+                self._open.add(item[0])
             if batch is not None and not batch.ended:
                 batch.items.append(item)
                 return
@@ -107,25 +125,43 @@ class Delivery:
         if start:
             self._ensure_worker()  # it lets the batch go after its deadline
         elif batch.sent:
-            self._let_go(batch)
+            self._let_go(batch, sent=True)
 
     def sent(self, batch: Batch) -> None:
         """The server closed the request's response: it is all sent."""
         with self._lock:
             batch.sent = True
-            ready = batch.ended
+            ready = batch.ended and batch.items
         if ready:
-            self._let_go(batch)
+            self._let_go(batch, sent=True)
 
-    def _let_go(self, batch: Batch) -> None:
+    def _let_go(self, batch: Batch, *, sent: bool = False) -> None:
+        """Queue the batch's events, or handle them in this thread when its response is ``sent`` and all is here."""
+        here = sent and self.here
         with self._lock:
             if batch.done:
                 return
             batch.done = True
             if batch in self._waiting:
                 self._waiting.remove(batch)
+            if here:
+                with self._handled:  # counted before the batch is done, so drain() never misses it
+                    self._handling += 1
+        if here:
+            self._handle_here(batch.items)
+            return
         for item in batch.items:
             self._enqueue(item)
+
+    def _handle_here(self, items: Sequence[Item]) -> None:
+        try:
+            for item in items:
+                self._handle(item)
+        finally:
+            with self._handled:
+                self._handling -= 1
+                if not self._handling:
+                    self._handled.notify_all()
 
     def _overdue(self, now: float | None = None) -> None:
         with self._lock:
@@ -134,21 +170,31 @@ class Delivery:
             self._let_go(batch)
 
     def _enqueue(self, item: Item) -> None:
-        _number, event, store = item
+        number, event, store = item
         try:
             self._queue.put_nowait(item)
         except queue.Full:
             log.warning("the notification queue is full: %s %s stays pending until `twin-server inbox --retry`",
                         event.kind, event.id)
             if store:
-                self.record(event)
+                try:
+                    self.record(event)
+                finally:
+                    self._close(number)
             return
         self._ensure_worker()
 
     def drain(self, timeout: float) -> bool:
-        """Let every waiting batch go, then wait until everything queued was handled (True), or ``timeout``."""
+        """Let every waiting batch go, then wait until everything queued or in hand was handled (True), or
+        ``timeout``."""
         self._overdue()
         deadline = time.monotonic() + timeout
+        with self._handled:
+            while self._handling:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._handled.wait(left)
         with self._queue.all_tasks_done:
             while self._queue.unfinished_tasks:
                 left = deadline - time.monotonic()
@@ -162,7 +208,8 @@ class Delivery:
     def forget(self, session_id: str, erase: Callable[[], T]) -> T:
         """Run ``erase`` (the session's events) so that no event of it still queued is stored after it."""
         with self._storing:
-            self._forgotten[session_id] = next(self._numbers)
+            with self._lock:
+                self._forgotten[session_id] = next(self._numbers)
             return erase()
 
     def record(self, event: Any) -> bool:
@@ -197,14 +244,32 @@ class Delivery:
     def _stored(self, number: int, event: Any) -> bool:
         try:
             with self._storing:
-                if number <= self._forgotten.get(event.session_id, 0):
-                    return False  # its conversation was deleted after it was queued
-                self._forgotten = {s: n for s, n in self._forgotten.items() if n > number}
-                return self.record(event)
+                try:
+                    if number <= self._forgotten.get(event.session_id, 0):
+                        return False  # its conversation was deleted after it was put
+                    return self.record(event)
+                finally:
+                    self._close(number)
         except Exception as exc:
             log.error("could not store %s %s of session %s (%s: %s)", event.kind, event.id, event.session_id,
                       type(exc).__name__, exc)
             return False
+
+    def _close(self, number: int) -> None:
+        """Event ``number`` is stored or dropped: forget the erasures no open event is numbered before."""
+        with self._lock:
+            self._open.discard(number)
+            if self._forgotten:
+                oldest = min(self._open, default=None)
+                self._forgotten = {s: n for s, n in self._forgotten.items() if oldest is not None and n > oldest}
+
+    def _handle(self, item: Item) -> None:
+        number, event, store = item
+        try:
+            if not store or self._stored(number, event):
+                self.deliver(event)
+        except Exception:  # deliver() logs each notifier's failure; this is a bug, and must not stop the worker
+            log.exception("delivering %s %s failed", event.kind, event.id)
 
     def _alive(self) -> bool:
         return self._worker is not None and self._pid == os.getpid() and self._worker.is_alive()
@@ -224,7 +289,7 @@ class Delivery:
         idle_since = time.monotonic()
         while True:
             try:
-                number, event, store = self._queue.get(timeout=POLL_SECONDS)
+                item = self._queue.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 now = time.monotonic()
                 self._overdue(now)
@@ -234,10 +299,7 @@ class Delivery:
                         return
                 continue
             try:
-                if not store or self._stored(number, event):
-                    self.deliver(event)
-            except Exception:  # deliver() logs each notifier's failure; this is a bug, and must not stop the worker
-                log.exception("delivering %s %s failed", event.kind, event.id)
+                self._handle(item)
             finally:
                 self._queue.task_done()
                 idle_since = time.monotonic()

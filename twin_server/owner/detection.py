@@ -68,6 +68,8 @@ def name_in(text: str) -> str:
 
 def contacts_in(text: str) -> list[Contact]:
     """The contacts a visitor's message leaves (none without an email address)."""
+    if "@" not in text:  # most messages: the address pattern costs 30 times this test
+        return []
     emails = find_emails(text)[:MAX_ADDRESSES]
     if not emails:
         return []

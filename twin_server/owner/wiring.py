@@ -14,6 +14,11 @@ Where events live: the conversation store's ``event_store()`` when it has
 one (the filesystem store: ``TWIN_DATA_DIR/owner-events``; S3: under
 ``TWIN_S3_PREFIX``), else this machine's ``TWIN_DATA_DIR/owner-events``
 (a WARNING at startup says so).
+
+With a store on this machine's disk and only notifiers that say ``local =
+True`` (``log``), a request's events are stored and delivered by the request's
+own thread once its response is sent, not by the delivery worker
+(``delivery``); a notifier that calls another machine keeps them on the worker.
 """
 
 from __future__ import annotations
@@ -118,7 +123,15 @@ def build(config: Mapping[str, Any], backends: Any, problems: list[str]) -> Owne
         problems.append(str(exc))
         return None
     store = RetryingEvents(raw, storage.name, backends.make_retrier("storage", storage.name))
-    return OwnerEvents(store, Delivery(store, backends.notify, size))
+    here = _local(raw) and all(getattr(notifier, "local", False) is True for notifier in backends.notify)
+    return OwnerEvents(store, Delivery(store, backends.notify, size, here=here))
+
+
+def _local(store: Any) -> bool:
+    """Whether the event store's calls never wait on another machine: it says so (``local = True``), or it
+    keeps its documents in files on this one."""
+    return getattr(store, "local", False) is True or (
+        isinstance(store, DocumentEventStore) and isinstance(store.documents, FileDocuments))
 
 
 def _batch_requests(app: Flask, delivery: Delivery) -> None:

@@ -1,0 +1,152 @@
+"""Events handled in the request's own thread once its response is sent, when the store and notifiers are here."""
+
+import io
+import json
+import logging
+import sys
+import threading
+
+import pytest
+
+from tests.doubles.receiver import Receiver
+from twin_server.app import create_app
+from twin_server.backends.events import DocumentEventStore, FileDocuments
+from twin_server.events import Question
+from twin_server.owner.delivery import Batch, Delivery
+from twin_server.owner.wiring import _local
+from twin_server.types import utcnow
+
+UNCOVERED = "What do you think about cryptocurrency?"
+
+
+def chat(app, message, session):
+    """POST /chat through WSGI as a server calls it; returns the result, its body read and not yet closed."""
+    body = json.dumps({"message": message, "session_id": session}).encode()
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/chat", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
+               "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
+               "wsgi.errors": sys.stderr, "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body))}
+    status = []
+    result = app(environ, lambda line, headers, exc_info=None: status.append(line))
+    b"".join(result)
+    assert status[0].startswith("200")
+    return result
+
+
+def owner_events_logged(caplog):
+    return [r for r in caplog.records if r.name == "twin_server.owner" and r.getMessage().startswith("owner event")]
+
+
+def test_with_files_and_the_log_notifier_the_request_thread_handles_its_events_once_the_response_is_closed(
+        tmp_path, caplog):
+    app = create_app({"DATA_DIR": str(tmp_path), "RATE_LIMIT": "off"})
+    owner = app.extensions["twin_server"].owner
+    caplog.set_level(logging.INFO, logger="twin_server.owner")
+    result = chat(app, UNCOVERED, "visitor-00001")
+    assert owner.questions() == []  # the reply never waits for its events
+    result.close()
+    [question] = owner.questions()  # no drain: stored and delivered by the close itself
+    assert question.delivery == {"log": "delivered"}
+    assert [r.threadName for r in owner_events_logged(caplog)] == [threading.current_thread().name]
+
+
+def test_a_notifier_calling_another_machine_keeps_the_events_on_the_worker(tmp_path, caplog):
+    with Receiver() as receiver:
+        app = create_app({"DATA_DIR": str(tmp_path), "RATE_LIMIT": "off", "NOTIFY": "log,webhook",
+                          "NOTIFY_WEBHOOK_URL": receiver.url})
+        owner = app.extensions["twin_server"].owner
+        caplog.set_level(logging.INFO, logger="twin_server.owner")
+        chat(app, UNCOVERED, "visitor-00001").close()
+        assert owner.delivery.drain(10)
+    assert [r.threadName for r in owner_events_logged(caplog)] == ["twin-notify"]
+    assert owner.questions()[0].delivery == {"log": "delivered", "webhook": "delivered"}
+
+
+class Documents:
+    def read(self, key):
+        return None
+
+
+def test_only_an_event_store_on_this_machine_is_local(tmp_path):
+    assert _local(DocumentEventStore(FileDocuments(tmp_path)))
+    assert not _local(DocumentEventStore(Documents()))  # S3's documents, say
+    assert _local(type("Declared", (), {"local": True})())
+    assert not _local(object())
+
+
+class Store:
+    """An event store that records what it stores; ``failing``: session ids it refuses; ``gate``: waited on."""
+
+    def __init__(self, failing=(), gate=None):
+        self.stored, self.deliveries, self.failing, self.gate = [], [], set(failing), gate
+        self.entered = threading.Event()
+
+    def record_question(self, question):
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(10)
+        if question.session_id in self.failing:
+            raise OSError("disk full")
+        self.stored.append(question.session_id)
+        return True
+
+    def set_delivery(self, kind, event_id, states):
+        self.deliveries.append(dict(states))
+
+
+class FailingNotifier:
+    name, local = "failing", True
+
+    def notify(self, event, timeout=None):
+        raise RuntimeError("no")
+
+
+def question(session):
+    return Question.create(session, f"What about {session}?", at=utcnow(), delivery={})
+
+
+def in_batch(delivery, event):
+    batch = Batch()
+    delivery.current = lambda: batch
+    delivery.put(event, store=True)
+    delivery.current = lambda: None
+    delivery.ended(batch)
+    return batch
+
+
+@pytest.mark.parametrize("here", [True, False])
+def test_a_session_forgotten_before_its_event_is_handled_stays_forgotten_whatever_order_batches_go_in(here):
+    store = Store()
+    delivery = Delivery(store, [], here=here)
+    earlier = in_batch(delivery, question("visitor-00001"))
+    delivery.forget("visitor-00001", lambda: None)
+    later = in_batch(delivery, question("visitor-00002"))
+    delivery.sent(later)  # the later request's response is sent first
+    assert delivery.drain(5)
+    delivery.sent(earlier)
+    assert delivery.drain(5)
+    assert store.stored == ["visitor-00002"]
+
+
+def test_drain_waits_for_a_batch_a_request_thread_is_handling():
+    gate = threading.Event()
+    store = Store(gate=gate)
+    delivery = Delivery(store, [], here=True)
+    batch = in_batch(delivery, question("visitor-00001"))
+    sender = threading.Thread(target=delivery.sent, args=(batch,))
+    sender.start()
+    assert store.entered.wait(10)
+    assert not delivery.drain(0.05)
+    gate.set()
+    assert delivery.drain(10)
+    sender.join(10)
+    assert store.stored == ["visitor-00001"]
+
+
+def test_a_failing_store_or_notifier_in_the_request_thread_is_logged_never_raised(caplog):
+    store = Store(failing={"visitor-00001"})
+    delivery = Delivery(store, [FailingNotifier()], here=True)
+    for session in ("visitor-00001", "visitor-00002"):
+        delivery.sent(in_batch(delivery, question(session)))
+    assert store.stored == ["visitor-00002"] and store.deliveries == [{"failing": "failed"}]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("could not store" in e for e in errors) and any("stays undelivered" in e for e in errors)
