@@ -95,6 +95,11 @@ class DocumentEventStore:
     def __repr__(self) -> str:
         return f"DocumentEventStore({self.where})"
 
+    @property
+    def local(self) -> bool:
+        """As local as its documents (``EventStore.local``)."""
+        return getattr(self.documents, "local", False) is True
+
     # -- writing ---------------------------------------------------------------
 
     def record_lead(self, lead: Lead) -> bool:

@@ -73,6 +73,8 @@ class FileDocuments:
     ``root`` is created with the first write (mode 0700), so an app that never records an event leaves no trace.
     """
 
+    local = True  # files on this machine's disk: no call waits on another machine
+
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).absolute()
         self._folder = str(self.root)  # paths joined as strings: a Path made per call cost about as much as a read

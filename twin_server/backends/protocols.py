@@ -87,7 +87,11 @@ class LLMBackend(Protocol):
 @runtime_checkable
 class EventStore(Protocol):
     """The owner's events. Ids are made by the core (``Lead.id``, ``Question.id``), so a store dedups
-    by id; every method may be called from several threads and processes at once."""
+    by id; every method may be called from several threads and processes at once.
+
+    One optional attribute: ``local = True`` says its calls never wait on another machine; with every
+    selected notifier local too, a request's events are stored and notified in its own thread once its
+    response is sent, instead of being handed to the notify thread (``twin_server.owner.delivery``)."""
 
     def record_lead(self, lead: Lead) -> bool:
         """Store ``lead`` unless one with its id exists; True when it was stored (and is to be notified)."""
@@ -116,6 +120,9 @@ class EventStore(Protocol):
 
 @runtime_checkable
 class Notifier(Protocol):
+    """Tells the owner of an event. One optional attribute: ``local = True`` says ``notify`` never waits on
+    another machine (the ``log`` notifier), so it may run in a request's thread (``EventStore``'s ``local``)."""
+
     def notify(self, event: Lead | Question, timeout: float | None) -> None:
         """Deliver one event to the owner within ``timeout`` seconds (None: no deadline); raise a
         TransientError for what is worth retrying. ``twin_server.describe(event)`` is the usual payload."""

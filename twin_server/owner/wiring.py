@@ -128,10 +128,8 @@ def build(config: Mapping[str, Any], backends: Any, problems: list[str]) -> Owne
 
 
 def _local(store: Any) -> bool:
-    """Whether the event store's calls never wait on another machine: it says so (``local = True``), or it
-    keeps its documents in files on this one."""
-    return getattr(store, "local", False) is True or (
-        isinstance(store, DocumentEventStore) and isinstance(store.documents, FileDocuments))
+    """Whether the event store's calls never wait on another machine (it says ``local = True``)."""
+    return getattr(store, "local", False) is True
 
 
 def _batch_requests(app: Flask, delivery: Delivery) -> None:
