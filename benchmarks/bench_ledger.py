@@ -10,6 +10,10 @@ that switches a part off gives that part's cost as the difference from
 and ``health`` our ``GET /health`` (Flask plus the platform every request
 pays), both in the same run. Rows alternate over the rounds; medians.
 
+``BENCH_LEDGER_THREADS=8`` makes the measured requests from that many threads at once, as a
+gunicorn worker's request threads do (what the GIL hand-offs at every system call cost);
+``BENCH_LEDGER_ONE_AT_A_TIME=1`` then lets one of them call the app at a time (a lock around it).
+
 Run: ``python -m benchmarks.bench_ledger`` (about a minute; BENCH_LEDGER_REQUESTS, BENCH_ROUNDS).
 """
 
@@ -22,7 +26,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 
 from benchmarks.wrk import varied_questions
 
@@ -31,6 +37,8 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 #: Requests before the measured ones: 64 returning visitors reach about 20 turns each, past the history
 #: window, so summaries are being made as in a long-running server.
 WARM_UP = int(os.environ.get("BENCH_LEDGER_WARMUP", "1300"))
+THREADS = int(os.environ.get("BENCH_LEDGER_THREADS", "1"))
+ONE_AT_A_TIME = os.environ.get("BENCH_LEDGER_ONE_AT_A_TIME", "") == "1"
 ON = {"TWIN_RATE_LIMIT": "100000000/minute;1000000000/day", "TWIN_SESSION_MAX_MESSAGES": "100000000"}
 #: (row, mix, settings): a mix is ``new`` (no session id), ``returning`` (64 visitors asking one question),
 #: ``varied`` (those visitors asking ever other questions: benchmarks/wrk.py), ``health`` or ``bare``.
@@ -88,9 +96,41 @@ def child(mix: str, requests: int) -> None:
     for n in range(WARM_UP if mix in ("new", "returning", "varied") else 300):
         call(n)
     started = time.process_time()
-    for n in range(requests):
-        call(n)
+    if THREADS == 1:
+        for n in range(requests):
+            call(n)
+    else:
+        _from_threads(call, requests)
     print(json.dumps({"cpu_us": 1e6 * (time.process_time() - started) / requests}))
+
+
+def _from_threads(call: Callable[[int], None], requests: int) -> None:
+    """``call(0 .. requests-1)`` from ``THREADS`` threads at once (one at a time with ``ONE_AT_A_TIME``)."""
+    numbers, take, one = iter(range(requests)), threading.Lock(), threading.Lock()
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        while not failed:
+            with take:
+                n = next(numbers, None)
+            if n is None:
+                return
+            try:
+                if ONE_AT_A_TIME:
+                    with one:
+                        call(n)
+                else:
+                    call(n)
+            except BaseException as exc:  # re-raised in the main thread: the run is void
+                failed.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failed:
+        raise failed[0]
 
 
 def measure(mix: str, settings: dict[str, str]) -> float:
@@ -113,7 +153,9 @@ def main() -> None:
             runs[row].append(measure(mix, settings))
     median = {row: statistics.median(values) for row, values in runs.items()}
     mixes = {row: mix for row, mix, _ in ROWS}
-    print(f"the app called through WSGI, production settings; {REQUESTS} requests a run, {ROUNDS} rounds, medians")
+    threads = f", from {THREADS} threads{' one at a time' if ONE_AT_A_TIME else ''}" if THREADS > 1 else ""
+    print(f"the app called through WSGI, production settings; {REQUESTS} requests a run{threads}, {ROUNDS} rounds, "
+          "medians")
     print(f"{'':28} {'CPU us/request':>15} {'vs bare':>8} {'part costs':>11}")
     for row, value in median.items():
         part = f"{median[CHAT_OF[mixes[row]]] - value:9.0f} us" if row.startswith("  ") else ""
