@@ -177,10 +177,7 @@ class Delivery:
             log.warning("the notification queue is full: %s %s stays pending until `twin-server inbox --retry`",
                         event.kind, event.id)
             if store:
-                try:
-                    self.record(event)
-                finally:
-                    self._close(number)
+                self._stored(number, event)  # as the worker stores: not if its session was erased since it was put
             return
         self._ensure_worker()
 
