@@ -96,8 +96,8 @@ class Delivery:
     # -- putting events in ---------------------------------------------------------
 
     def put(self, event: Any, *, store: bool = False) -> None:
-        """Queue ``event`` for its notifiers, to be stored first when ``store`` (never blocks: with the
-        queue full, an event to store is stored here, and left pending)."""
+        """Queue ``event`` for its notifiers, to be stored first when ``store`` (never waits for room: with
+        the queue full, an event to store is stored here, as the worker would, and left pending)."""
         if not self.notifiers and not store:
             return
         batch = self.current()
