@@ -167,3 +167,14 @@ def test_an_event_of_a_forgotten_session_finding_the_queue_full_is_not_stored():
     sender.join(10)
     assert delivery.drain(10)
     assert sorted(store.stored) == ["visitor-00001", "visitor-00002"]
+
+
+def test_a_batch_whose_response_is_never_closed_goes_to_the_worker_not_to_the_thread_that_drains():
+    store = Store()
+    threads = []
+    record = store.record_question
+    store.record_question = lambda event: threads.append(threading.current_thread().name) or record(event)
+    delivery = Delivery(store, [], here=True)
+    in_batch(delivery, question("visitor-00001"))  # never sent: let go by its gate, or by drain
+    assert delivery.drain(10)
+    assert store.stored == ["visitor-00001"] and threads == ["twin-notify"]
