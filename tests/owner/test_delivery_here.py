@@ -150,3 +150,31 @@ def test_a_failing_store_or_notifier_in_the_request_thread_is_logged_never_raise
     assert store.stored == ["visitor-00002"] and store.deliveries == [{"failing": "failed"}]
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any("could not store" in e for e in errors) and any("stays undelivered" in e for e in errors)
+
+
+def test_an_event_of_a_forgotten_session_finding_the_queue_full_is_not_stored():
+    gate = threading.Event()
+    store = Store(gate=gate)
+    delivery = Delivery(store, [], size=1)
+    batch = in_batch(delivery, question("visitor-00003"))
+    delivery.forget("visitor-00003", lambda: None)
+    delivery.put(question("visitor-00001"), store=True)  # the worker takes it and waits in the store
+    assert store.entered.wait(10)
+    delivery.put(question("visitor-00002"), store=True)  # the queue's one place
+    sender = threading.Thread(target=delivery.sent, args=(batch,))  # no room: stored by the sender, unless forgotten
+    sender.start()
+    gate.set()
+    sender.join(10)
+    assert delivery.drain(10)
+    assert sorted(store.stored) == ["visitor-00001", "visitor-00002"]
+
+
+def test_a_batch_whose_response_is_never_closed_goes_to_the_worker_not_to_the_thread_that_drains():
+    store = Store()
+    threads = []
+    record = store.record_question
+    store.record_question = lambda event: threads.append(threading.current_thread().name) or record(event)
+    delivery = Delivery(store, [], here=True)
+    in_batch(delivery, question("visitor-00001"))  # never sent: let go by its gate, or by drain
+    assert delivery.drain(10)
+    assert store.stored == ["visitor-00001"] and threads == ["twin-notify"]

@@ -148,18 +148,27 @@ class DocumentEventStore:
             return 0
         changed = sum(self.documents.remove(key) for key in self.documents.keys(f"leads/{session_id}."))
         markers = self.documents.keys(f"asked/{session_id}.")
-        asked = [marker.rsplit(".", 1)[-1] for marker in markers]
+        changed += self._erase_asks(session_id, [marker.rsplit(".", 1)[-1] for marker in markers])
         if self._lists is not None:
-            asked += [entry.decode("ascii", "replace") for entry in self._lists.entries(f"asked/{session_id}")]
-        for question_id in dict.fromkeys(asked):  # a list holds a question once per ask
-            if _QUESTION_ID.fullmatch(question_id):  # which a torn entry, cut short, is not
-                changed += self._update(f"questions/{question_id}.json", _question,
-                                        lambda question: question.without_session(session_id))
+            # Another process may append to the list while the questions change: its entries are erased too
+            # before the list goes (a marker a question was never removed unread; a list is removed whole).
+            done: set[bytes] = set()
+            while new := [e for e in self._lists.entries(f"asked/{session_id}") if e not in done]:
+                done.update(new)
+                changed += self._erase_asks(session_id, [entry.decode("ascii", "replace") for entry in new])
         # The markers last: erasing the session again after a crash finds what it had not done yet.
         for marker in markers:
             self.documents.remove(marker)
         if self._lists is not None:
             self.documents.remove(f"asked/{session_id}")
+        return changed
+
+    def _erase_asks(self, session_id: str, question_ids: list[str]) -> int:
+        changed = 0
+        for question_id in dict.fromkeys(question_ids):  # a list holds a question once per ask
+            if _QUESTION_ID.fullmatch(question_id):  # which a torn entry, cut short, is not
+                changed += self._update(f"questions/{question_id}.json", _question,
+                                        lambda question: question.without_session(session_id))
         return changed
 
     def _update(self, key: str, load: Callable[[bytes, str], Any], change: Callable[[Any], Any]) -> bool:

@@ -156,6 +156,9 @@ class FileDocuments:
             fd = os.open(temporary, _CREATE, 0o600)
         try:
             write_all(fd, data)
+        except OSError:
+            os.unlink(temporary)  # a full disk (ENOSPC) leaves no hidden file behind, that nothing would remove
+            raise
         finally:
             os.close(fd)
         return temporary

@@ -96,8 +96,8 @@ class Delivery:
     # -- putting events in ---------------------------------------------------------
 
     def put(self, event: Any, *, store: bool = False) -> None:
-        """Queue ``event`` for its notifiers, to be stored first when ``store`` (never blocks: with the
-        queue full, an event to store is stored here, and left pending)."""
+        """Queue ``event`` for its notifiers, to be stored first when ``store`` (never waits for room: with
+        the queue full, an event to store is stored here, as the worker would, and left pending)."""
         if not self.notifiers and not store:
             return
         batch = self.current()
@@ -177,10 +177,7 @@ class Delivery:
             log.warning("the notification queue is full: %s %s stays pending until `twin-server inbox --retry`",
                         event.kind, event.id)
             if store:
-                try:
-                    self.record(event)
-                finally:
-                    self._close(number)
+                self._stored(number, event)  # as the worker stores: not if its session was erased since it was put
             return
         self._ensure_worker()
 
