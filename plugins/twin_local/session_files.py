@@ -33,6 +33,8 @@ PER_STRIPE = 4
 SUMMARIES_PER_STRIPE = 2
 IDLE_SECONDS = 60.0
 _READ_WRITE = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+#: What an open to write raises in a data directory we may only read (then a file is opened to read).
+READ_ONLY_ERRORS = (errno.EACCES, errno.EROFS, errno.EPERM)
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -129,6 +131,6 @@ def _open(path: str, writable: bool) -> tuple[int, bool]:
     try:
         return os.open(path, _READ_WRITE), True  # so that the append after this load can use it
     except OSError as exc:
-        if exc.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+        if exc.errno not in READ_ONLY_ERRORS:
             raise
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False  # a data directory we may only read
