@@ -92,7 +92,13 @@ class StripeFiles:
 
     def _open(self, session_id: str, path: str, *, writable: bool) -> tuple[SessionFile, os.stat_result]:
         self.forget(session_id)
-        fd, can_write = _open(path, writable)
+        try:
+            fd, can_write = _open(path, writable)
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE) or not self._files:
+                raise
+            self.close()  # out of descriptors: those kept only to save an open go first
+            fd, can_write = _open(path, writable)
         try:
             st = os.fstat(fd)  # of the file opened: the path may name another by now
         except OSError:

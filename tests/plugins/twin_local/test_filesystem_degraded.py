@@ -1,15 +1,18 @@
-"""A data directory the server may only read (a read-only mount, another owner's files): loads still work,
-writes fail loudly."""
+"""The filesystem store where the system says no: a data directory it may only read (loads work, writes fail
+loudly), a process out of file descriptors (the files kept open to save time are given back first)."""
 
 from __future__ import annotations
 
 import errno
 import os
+import resource
 from datetime import datetime, timezone
 
 import pytest
 
+from twin_local.session_files import PER_STRIPE
 from twin_local.storage import FilesystemStore
+from twin_local.stripe_locks import stripe_of
 from twin_server.errors import BackendUnavailable
 from twin_server.types import Message, Summary
 
@@ -47,3 +50,23 @@ def test_a_read_only_data_directory_refuses_a_write_loudly(read_only_root):
     with pytest.raises(BackendUnavailable, match="EROFS"):
         reader.append(SID, [Message("user", "more")])
     assert [m.content for m in FilesystemStore(read_only_root).load(SID)] == ["hello", "hi"]
+
+
+def test_a_process_out_of_descriptors_gives_back_the_files_it_keeps_open(tmp_path):
+    """EMFILE: the stripe's open session files (kept only to save an open) are closed and the open tried again."""
+    store = FilesystemStore(tmp_path / "data")
+    same = [s for s in (f"session-{n:06d}" for n in range(100_000)) if stripe_of(s) == stripe_of(SID)]
+    kept, newcomer = same[:PER_STRIPE], same[PER_STRIPE]
+    FilesystemStore(store.root).append(newcomer, [Message("user", "waiting")])
+    for session_id in kept:
+        store.append(session_id, [Message("user", session_id)])
+    lowest_free = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest_free)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no descriptor left to open
+    try:
+        loaded = store.load(newcomer, 20)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert [m.content for m in loaded] == ["waiting"]
+    assert [m.content for m in store.load(kept[0], 20)] == [kept[0]]
