@@ -12,12 +12,13 @@ given to a new file (a session deleted and started again) while we hold it.
 Only the thread holding the stripe's thread lock touches the stripe's files,
 so none is closed under a thread using it. Each stripe keeps its
 ``PER_STRIPE`` most recently used session files and ``SUMMARIES_PER_STRIPE``
-summary files (64 stripes: 384 descriptors at most), and
+summary files (64 stripes: 384 descriptors at most, beside the 64 lock files), and
 about every ``IDLE_SECONDS`` a call closes those unused for that long
-(``ProcessLocks.close_idle_files``). A session deleted by another process
-keeps its disk space until this one closes it: on its next use, its
-eviction, or that sweep (the tail cache, likewise, keeps its messages until
-then). This process's own delete closes it first.
+(``ProcessLocks.close_idle_files``); out of descriptors, a stripe closes its
+own before an open fails. A session deleted by another process keeps its
+disk space until this one closes it: on its next use, its eviction, or that
+sweep (the tail cache, likewise, keeps its messages until then). This
+process's own delete closes it first.
 """
 
 from __future__ import annotations
