@@ -12,12 +12,13 @@ given to a new file (a session deleted and started again) while we hold it.
 Only the thread holding the stripe's thread lock touches the stripe's files,
 so none is closed under a thread using it. Each stripe keeps its
 ``PER_STRIPE`` most recently used session files and ``SUMMARIES_PER_STRIPE``
-summary files (64 stripes: 384 descriptors at most), and
+summary files (64 stripes: 384 descriptors at most, beside the 64 lock files), and
 about every ``IDLE_SECONDS`` a call closes those unused for that long
-(``ProcessLocks.close_idle_files``). A session deleted by another process
-keeps its disk space until this one closes it: on its next use, its
-eviction, or that sweep (the tail cache, likewise, keeps its messages until
-then). This process's own delete closes it first.
+(``ProcessLocks.close_idle_files``); out of descriptors, a stripe closes its
+own before an open fails. A session deleted by another process keeps its
+disk space until this one closes it: on its next use, its eviction, or that
+sweep (the tail cache, likewise, keeps its messages until then). This
+process's own delete closes it first.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ PER_STRIPE = 4
 SUMMARIES_PER_STRIPE = 2
 IDLE_SECONDS = 60.0
 _READ_WRITE = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+#: What an open to write raises in a data directory we may only read (then a file is opened to read).
+READ_ONLY_ERRORS = (errno.EACCES, errno.EROFS, errno.EPERM)
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -90,7 +93,13 @@ class StripeFiles:
 
     def _open(self, session_id: str, path: str, *, writable: bool) -> tuple[SessionFile, os.stat_result]:
         self.forget(session_id)
-        fd, can_write = _open(path, writable)
+        try:
+            fd, can_write = _open(path, writable)
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE) or not self._files:
+                raise
+            self.close()  # out of descriptors: those kept only to save an open go first
+            fd, can_write = _open(path, writable)
         try:
             st = os.fstat(fd)  # of the file opened: the path may name another by now
         except OSError:
@@ -129,6 +138,6 @@ def _open(path: str, writable: bool) -> tuple[int, bool]:
     try:
         return os.open(path, _READ_WRITE), True  # so that the append after this load can use it
     except OSError as exc:
-        if exc.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+        if exc.errno not in READ_ONLY_ERRORS:
             raise
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False  # a data directory we may only read

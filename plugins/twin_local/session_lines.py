@@ -83,7 +83,7 @@ def repair(fd: int, session_id: str, size: int) -> int:
 
 
 def read_newest(file: SessionFile, st: os.stat_result | None, session_id: str, cached: int | None, limit: int | None,
-          tails: TailCache) -> list[Message]:
+                tails: TailCache) -> list[Message]:
     """The last ``limit`` messages (all for None), from the tail when ``cached``; ``st`` None: not known yet."""
     fd = file.fd
     if cached is not None:
@@ -165,7 +165,7 @@ def pread_to_end(fd: int, start: int, guess: int) -> bytes:
 
 
 def remember(tails: TailCache, session_id: str, file: SessionFile, size: int, data: bytes,
-              messages: Sequence[Message], tail: Tail | None) -> None:
+             messages: Sequence[Message], tail: Tail | None) -> None:
     """After an append at ``size``: extend the tail checked before it, or start one for a new file."""
     end, last_line = size + len(data), data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1]
     stored = [as_stored(m) for m in messages]

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from twin_local.session_files import IDLE_SECONDS, SUMMARIES_PER_STRIPE, StripeFiles
+from twin_local.session_files import IDLE_SECONDS, READ_ONLY_ERRORS, SUMMARIES_PER_STRIPE, StripeFiles
 from twin_local.tail_cache import SummaryCache, TailCache
 
 LOCK_STRIPES = 64
@@ -69,6 +69,10 @@ class ProcessLocks:
             except FileNotFoundError:  # someone removed .locks before we opened this stripe; put it back
                 self.directory.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                if exc.errno not in READ_ONLY_ERRORS:
+                    raise
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # flock needs no write access: loads still work
             self.fds[stripe] = fd
         return fd
 

@@ -136,7 +136,8 @@ class SummaryCache:
     """Each session's last read summary, by the file's (inode, mtime, size): a ``stat`` instead of a read.
 
     A summary is appended to the file (which grows) or the file is compacted into a new one
-    renamed over it (a new inode), so any change of it changes the key. Holds at most ``max_entries`` sessions, least recently used go first.
+    renamed over it (a new inode), so any change of it changes the key. Holds at most ``max_entries``
+    sessions, least recently used go first.
     """
 
     def __init__(self, max_entries: int = 1024) -> None:

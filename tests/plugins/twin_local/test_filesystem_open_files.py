@@ -105,6 +105,26 @@ def test_a_load_waits_for_a_turn_another_process_is_writing(store):
     assert loaded == [contents(turn(0) + turn(1))]
 
 
+def test_a_whole_load_reads_to_the_end_of_a_turn_that_was_being_written_when_it_began(store, monkeypatch):
+    """The size a load sees before it gets the lock may end half-way through another process's turn."""
+    store.append(SID, turn(0))
+    store.load(SID)  # its file is open now
+    user, assistant = (m.to_json_line() + b"\n" for m in turn(1))
+    waiting, real_flock, loaded = threading.Event(), fcntl.flock, []
+    monkeypatch.setattr(fcntl, "flock", lambda fd, mode: waiting.set() or real_flock(fd, mode))
+    with open(store.root / ".locks" / f"{stripe_of(SID)}.lock", "a+b") as lock:
+        real_flock(lock, fcntl.LOCK_EX)  # another process appending: its first line is out, the second not yet
+        with open(store.root / f"{SID}.jsonl", "ab") as session:
+            session.write(user)
+            session.flush()
+            reader = threading.Thread(target=lambda: loaded.append(contents(store.load(SID))))
+            reader.start()
+            assert waiting.wait(timeout=10)  # the reader has seen the file's size and asks for the lock
+            session.write(assistant)
+    reader.join(timeout=10)
+    assert loaded == [contents(turn(0) + turn(1))]
+
+
 def test_a_session_deleted_and_started_again_by_another_worker_keeps_this_workers_turn(store):
     other = FilesystemStore(store.root)  # another worker
     store.append(SID, turn(0))

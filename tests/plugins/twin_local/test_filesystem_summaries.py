@@ -123,3 +123,16 @@ def test_erasing_a_session_removes_the_summary_file_of_the_release_before_too(tm
     else:
         assert store.sweep(0, now=time.time() + 3600) == 1
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == []
+
+
+def test_a_summary_another_worker_saved_within_the_same_clock_tick_is_read(tmp_path):
+    """File times may be coarse (a few ms): a newer summary with the old mtime is still told apart by its size."""
+    store = FilesystemStore(tmp_path)
+    store.append("sess-0001", [Message("user", "hi", AT)])
+    store.save_summary("sess-0001", summary())
+    assert store.load_summary("sess-0001") == summary()
+    path = tmp_path / "sess-0001.summary.ndjson"
+    before = path.stat()
+    FilesystemStore(tmp_path).save_summary("sess-0001", summary("Another worker's."))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert store.load_summary("sess-0001").text == "Another worker's."
