@@ -54,6 +54,15 @@ def test_a_worker_counts_in_its_masters_table(monkeypatch):
         signal.signal(signal.SIGQUIT, previous)
 
 
+def test_a_master_started_with_sigquit_ignored_is_still_the_master(monkeypatch):
+    monkeypatch.setenv("SERVER_SOFTWARE", "gunicorn/27.0.1")
+    previous = signal.signal(signal.SIGQUIT, signal.SIG_IGN)  # as a supervisor or a shell may start gunicorn
+    try:
+        assert gunicorn_master() == os.getpid()
+    finally:
+        signal.signal(signal.SIGQUIT, previous)
+
+
 def test_outside_gunicorn_or_without_limits_nothing_is_made(scripted_app, under_gunicorn, monkeypatch):
     assert scripted_app(RATE_LIMIT="off", SESSION_MAX_MESSAGES="off").extensions["twin_server"].turns.guards == []
     assert not under_gunicorn.exists()  # no counters wanted: no table

@@ -47,8 +47,9 @@ def gunicorn_master() -> int | None:
     if not os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):
         return None
     # A worker installs its signal handlers before it loads the app; a master loading it
-    # for --preload has not installed its own yet, and is itself the master.
-    if signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL:
+    # for --preload has not installed its own yet, and is itself the master. Not yet installed is
+    # the default or ignored (a supervisor or shell may start gunicorn with SIGQUIT ignored).
+    if not callable(signal.getsignal(signal.SIGQUIT)):
         return os.getpid()
     return os.getppid()
 
