@@ -20,6 +20,7 @@ import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+from twin_server.grounding.query import terms
 from twin_server.persona_layout import FACTS_FILE, LINKEDIN_FILE, NOTE_SUFFIX, SUMMARY_FILE, public_persona
 from twin_server.turn.prompt import fact_label, render_facts
 from twin_server.types import Persona, Source
@@ -187,8 +188,6 @@ class PersonaPassages:
         For a model that rewrites passages in its own words (the offline model's "I'm based in
         Lisbon." comes from ``facts.json#location``) and must say which ones it used.
         """
-        from twin_server.grounding.retrieval import terms
-
         wanted = set(terms(text))
         index = self.index
         best: tuple[float, int] | None = None

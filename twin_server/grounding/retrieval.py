@@ -15,10 +15,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from twin_server.grounding.passages import Passage
-# query_weights, stem and terms were this module's before they had their own (still importable from here).
-from twin_server.grounding.query import FOLLOW_UP, query_groups, query_weights, stem, terms
+from twin_server.grounding.query import query_groups, terms
 
-__all__ = ["FOLLOW_UP", "PassageIndex", "query_groups", "query_weights", "stem", "terms"]
+__all__ = ["PassageIndex"]
 
 
 class PassageIndex:
