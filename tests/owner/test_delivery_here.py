@@ -9,11 +9,11 @@ import threading
 import pytest
 
 from tests.doubles.receiver import Receiver
+from tests.doubles.scripted import ScriptedPlugin
 from twin_server.app import create_app
 from twin_server.backends.events import DocumentEventStore, FileDocuments
 from twin_server.events import Question
 from twin_server.owner.delivery import Batch, Delivery
-from twin_server.owner.wiring import _local
 from twin_server.types import utcnow
 
 UNCOVERED = "What do you think about cryptocurrency?"
@@ -66,11 +66,39 @@ class Documents:
         return None
 
 
-def test_only_an_event_store_on_this_machine_is_local(tmp_path):
-    assert _local(DocumentEventStore(FileDocuments(tmp_path)))
-    assert not _local(DocumentEventStore(Documents()))  # S3's documents, say
-    assert _local(type("Declared", (), {"local": True})())
-    assert not _local(object())
+class DocumentsElsewhere:
+    """Files posing as another machine's documents (S3's, say): the same four methods, no ``local``."""
+
+    def __init__(self, root):
+        self.files = FileDocuments(root)
+
+    def read(self, key):
+        return self.files.read(key)
+
+    def write(self, key, body, *, version):
+        return self.files.write(key, body, version=version)
+
+    def remove(self, key):
+        return self.files.remove(key)
+
+    def keys(self, prefix):
+        return self.files.keys(prefix)
+
+
+def test_an_event_store_on_another_machine_keeps_the_events_on_the_worker_with_a_local_notifier(tmp_path, caplog):
+    plugin = ScriptedPlugin()  # its store in memory, answered by the offline model and the bundled persona
+    plugin.store.event_store = lambda: DocumentEventStore(DocumentsElsewhere(tmp_path / "events"))
+    app = create_app({"STORAGE": "memory", "DATA_DIR": str(tmp_path), "RATE_LIMIT": "off"}, plugins=[plugin])
+    owner = app.extensions["twin_server"].owner
+    caplog.set_level(logging.INFO, logger="twin_server.owner")
+    chat(app, UNCOVERED, "visitor-00001").close()
+    assert owner.delivery.drain(10)
+    assert [r.threadName for r in owner_events_logged(caplog)] == ["twin-notify"]
+
+
+def test_an_event_store_is_as_local_as_its_documents(tmp_path):
+    assert DocumentEventStore(FileDocuments(tmp_path)).local is True
+    assert DocumentEventStore(Documents()).local is False  # S3's documents, say: they declare nothing
 
 
 class Store:
