@@ -138,18 +138,24 @@ class RetryBudget:
             return True
 
     def refund(self, amount: int | None = None) -> None:
+        if amount is None:
+            amount = self.success_refund
+        if amount >= 0 and self._tokens == self.capacity:
+            # Nearly every call finds the bucket full: the refund would change nothing, and it
+            # takes effect at the moment of that read, so no lock is needed for it.
+            return
         with self._lock:
-            self._tokens = min(self.capacity, self._tokens + (self.success_refund if amount is None else amount))
+            self._tokens = min(self.capacity, self._tokens + amount)
 
 
 class _Attempts:
     """The state of one retried call: which attempt, and how long until the deadline."""
 
-    def __init__(self, retrier: "Retrier") -> None:
+    def __init__(self, retrier: "Retrier", deadline: float | None, number: int = 0) -> None:
         self.r = retrier
-        self.number = 0
+        self.number = number
         self.acquired = 0  # budget tokens this call took for its retries
-        self.deadline = None if retrier.timeout is None else retrier.clock() + retrier.timeout
+        self.deadline = deadline
 
     def time_left(self) -> float | None:
         return None if self.deadline is None else self.deadline - self.r.clock()
@@ -232,7 +238,42 @@ class Retrier:
         self.observer = observer
 
     def run(self, attempt: Callable[[float | None], T]) -> T:
-        state, last = _Attempts(self), None
+        return self._run(attempt, None, None)
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self._run(fn, args, kwargs)
+
+    def _run(self, fn: Callable[..., T], args: tuple[Any, ...] | None, kwargs: dict[str, Any] | None) -> T:
+        """``fn(left)`` when ``args`` is None, else ``fn(*args, **kwargs)``; retried while it fails transiently.
+
+        Most calls succeed at once, so the first attempt reads the clock once for
+        both its start and the deadline, and the per-call state is only built
+        when a retry needs it.
+        """
+        began = self.clock()
+        deadline = None if self.timeout is None else began + self.timeout
+        try:
+            if args is None:
+                result = fn(None if deadline is None else deadline - began)
+            else:
+                result = fn(*args, **kwargs)
+        except TransientError as exc:
+            # Decided inside the handler, as on every later attempt, so a BackendTimeout
+            # raised here has this failure as its context as well as its cause.
+            state = _Attempts(self, deadline, number=1)
+            self._finished(state, began, exc)
+            self.sleep(state.delay_after(exc))
+            last = exc
+        except BaseException as exc:
+            self._failed(1, began, exc)
+            raise
+        else:
+            self._succeeded(1, began, 0)
+            return result
+        attempt = fn if args is None else lambda _left: fn(*args, **kwargs)
+        return self._retry(attempt, state, last)
+
+    def _retry(self, attempt: Callable[[float | None], T], state: _Attempts, last: TransientError) -> T:
         while True:
             left = state.start(last)
             began = self.clock()
@@ -250,7 +291,8 @@ class Retrier:
             return result
 
     async def run_async(self, attempt: Callable[[float | None], Awaitable[T]]) -> T:
-        state, last = _Attempts(self), None
+        state = _Attempts(self, None if self.timeout is None else self.clock() + self.timeout)
+        last = None
         while True:
             left = state.start(last)
             began = self.clock()
@@ -267,17 +309,22 @@ class Retrier:
             self._finished(state, began, None)
             return result
 
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return self.run(lambda _left: fn(*args, **kwargs))
-
     def _finished(self, state: _Attempts, began: float, exc: BaseException | None) -> None:
         if exc is None:
-            if self.budget is not None:
-                self.budget.refund(state.acquired or None)
+            self._succeeded(state.number, began, state.acquired)
         else:
-            tag(exc, self.operation, self.backend)
+            self._failed(state.number, began, exc)
+
+    def _succeeded(self, number: int, began: float, acquired: int) -> None:
+        if self.budget is not None:
+            self.budget.refund(acquired or None)
         if self.observer is not None:
-            self.observer(state.number, self.clock() - began, exc)
+            self.observer(number, self.clock() - began, None)
+
+    def _failed(self, number: int, began: float, exc: BaseException) -> None:
+        tag(exc, self.operation, self.backend)
+        if self.observer is not None:
+            self.observer(number, self.clock() - began, exc)
 
 
 def tag(exc: BaseException, operation: str, backend: str) -> None:
@@ -314,7 +361,7 @@ def retry_with_backoff(config: RetryConfig | Callable[..., Any] | None = None, *
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return retrier.run(lambda _left: fn(*args, **kwargs))
+            return retrier.call(fn, *args, **kwargs)
 
         wrapper.retrier = retrier
         return wrapper

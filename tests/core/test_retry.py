@@ -550,6 +550,20 @@ def test_budget_refund_and_acquire_directly():
     assert budget.tokens == 12
 
 
+
+def test_a_refund_into_a_full_bucket_changes_nothing_and_one_below_it_still_counts():
+    budget = RetryBudget(capacity=10, retry_cost=5, success_refund=3)
+    budget.refund()
+    budget.refund(4)
+    assert budget.tokens == 10
+    assert budget.acquire()
+    budget.refund()
+    assert budget.tokens == 8
+    budget.refund(-2)  # a negative amount is taken even from a full bucket
+    budget.refund(4)
+    budget.refund(-1)
+    assert budget.tokens == 9
+
 def test_budget_is_thread_safe():
     budget = RetryBudget()
     granted = []
@@ -663,6 +677,26 @@ def test_call_passes_arguments_and_returns_the_original_error():
         retrier.call(always, 1)
     assert info.value is boom
 
+
+
+def test_a_timeout_after_the_first_attempt_has_that_failure_as_cause_and_context():
+    retrier, _ = make(RetryConfig(max_attempts=5, initial_delay=10, jitter=False), timeout=5)
+    attempt = AlwaysFails()
+    with pytest.raises(BackendTimeout) as info:
+        retrier.run(attempt)
+    assert attempt.calls == 1
+    assert info.value.__cause__ is attempt.raised[0]
+    assert info.value.__context__ is attempt.raised[0]
+
+
+def test_a_later_attempt_does_not_fail_in_the_context_of_an_earlier_one():
+    retrier, _ = make(RetryConfig(max_attempts=3, jitter=False))
+    first, second = BackendUnavailable("first"), BackendError("second")
+    with pytest.raises(BackendError) as info:
+        retrier.call(Flaky([first, second]), None)
+    assert info.value is second
+    assert second.__context__ is None
+    assert first.__context__ is None
 
 # --- 7. logging --------------------------------------------------------------------------
 
@@ -945,6 +979,26 @@ def test_observer_is_called_once_per_attempt():
         retrier.run(Flaky([fatal], clock=clock, takes=1))
     assert seen == [(1, 1.0, fatal)]
 
+
+
+def test_call_is_observed_and_tagged_per_attempt_as_run_is():
+    seen = []
+    clock = FakeClock()
+    retrier, _ = make(RetryConfig(max_attempts=3, jitter=False), clock=clock, operation="storage", backend="s3",
+                      observer=lambda *args: seen.append(args), budget=RetryBudget(capacity=10))
+    failure = BackendUnavailable("a")
+    attempt = Flaky([failure], result=7, clock=clock, takes=0.5)
+    assert retrier.call(lambda key, *, limit: (attempt(None), key, limit), "k", limit=3) == (7, "k", 3)
+    assert seen == [(1, 0.5, failure), (2, 0.5, None)]
+    assert (failure.operation, failure.backend) == ("storage", "s3")
+    assert retrier.budget.tokens == 10  # the retry's cost, given back on success
+
+    seen.clear()
+    fatal = KeyError("k")
+    with pytest.raises(KeyError) as info:
+        retrier.call(Flaky([fatal], clock=clock, takes=2), None)
+    assert info.value is fatal and seen == [(1, 2.0, fatal)]
+    assert (fatal.operation, fatal.backend) == ("storage", "s3")
 
 def test_observer_on_async_attempts():
     seen = []

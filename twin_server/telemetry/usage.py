@@ -20,8 +20,9 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import time
+from collections.abc import Callable
 
-__all__ = ["BackendUse", "RequestRecord", "current", "record_attempt", "report_usage", "start", "stop"]
+__all__ = ["BackendUse", "RequestRecord", "current", "report_usage", "start", "stop"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -81,19 +82,13 @@ def start(request_id: str = "") -> RequestRecord:
     return record
 
 
-def current() -> RequestRecord | None:
-    return _current.get()
+#: ``current()``: the record of the request running in this context, or None. The context
+#: variable's own ``get``, so the per-attempt observer pays no Python call to reach it.
+current: Callable[[], RequestRecord | None] = _current.get
 
 
 def stop() -> None:
     _current.set(None)
-
-
-def record_attempt(operation: str, backend: str, attempt: int, seconds: float, exc: BaseException | None) -> None:
-    """The retry layer's observer calls this after every attempt of every backend call."""
-    record = _current.get()
-    if record is not None:
-        record.attempt(operation, backend, attempt, seconds, exc is not None)
 
 
 def report_usage(input_tokens: int | None = None, output_tokens: int | None = None) -> None:

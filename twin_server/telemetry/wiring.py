@@ -73,11 +73,15 @@ def attempt_observer(app: Flask) -> Callable[[str, str], AttemptObserver]:
     if metrics is not None:
         app.extensions[EXTENSION_KEY] = metrics
 
+    current_record = accounting.current
+
     def for_backend(operation: str, backend: str) -> AttemptObserver:
         measure = metrics.attempt_observer(operation, backend) if metrics is not None else None
 
         def observe(attempt: int, seconds: float, exc: BaseException | None) -> None:
-            accounting.record_attempt(operation, backend, attempt, seconds, exc)
+            record = current_record()
+            if record is not None:  # outside a request (a script, the terminal chat) only the metrics count
+                record.attempt(operation, backend, attempt, seconds, exc is not None)
             if measure is not None:
                 measure(attempt, seconds, exc)
 
