@@ -179,7 +179,13 @@ class Prompt:
     tool_rounds: tuple["ToolRound", ...] = ()
 
     def with_timeout(self, timeout: float | None) -> "Prompt":
-        return dataclasses.replace(self, timeout=timeout)
+        """This prompt with ``timeout`` set (every LLM attempt makes one: a copy of the fields, as
+        ``dataclasses.replace`` would give, without its per-call field walk and ``__init__``)."""
+        copied = object.__new__(type(self))
+        fields = copied.__dict__
+        fields.update(self.__dict__)
+        fields["timeout"] = timeout
+        return copied
 
     def cite(self, ids: Iterable[str]) -> None:
         """The backend says which persona passages (by id) its reply is based on; ``[]`` for none.

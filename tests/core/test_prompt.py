@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
 
 from twin_local.persona import FilesystemPersonaSource, example_persona_dir
 from twin_server.turn.prompt import SystemPromptCache, build_system_prompt, render_facts
-from twin_server.types import Persona
+from twin_server.types import Message, Persona, Prompt, utcnow
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +158,16 @@ def test_cache_under_threads_returns_one_string(ada):
 def test_cache_refuses_a_zero_size():
     with pytest.raises(ValueError):
         SystemPromptCache(maxsize=0)
+
+
+def test_with_timeout_is_the_same_prompt_with_the_time_left_and_leaves_the_original_alone(ada):
+    cited = []
+    original = Prompt(system="s", messages=(Message("user", "hi", utcnow()),), persona=ada, timeout=9.0,
+                      options={"temperature": 0.1}, on_cite=cited.append)
+    copy = original.with_timeout(2.5)
+    assert copy == dataclasses.replace(original, timeout=2.5) and type(copy) is Prompt
+    assert (copy.timeout, original.timeout) == (2.5, 9.0)
+    copy.cite(["a"])
+    assert cited == [("a",)]  # the turn still hears what the attempt cites
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        copy.timeout = 1.0
