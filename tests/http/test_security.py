@@ -29,3 +29,28 @@ def test_hsts_only_when_asked(scripted_app):
     with pytest.raises(StartupError) as caught:
         scripted_app(HSTS="maybe")
     assert any("TWIN_HSTS" in p for p in caught.value.problems)
+
+
+def test_the_first_content_security_policy_decides_on_framing(scripted_app):
+    app = scripted_app()
+
+    @app.get("/two-policies")
+    def two_policies():
+        return "", 204, [("Content-Security-Policy", "frame-ancestors 'self'"),
+                         ("Content-Security-Policy", "default-src 'none'")]
+
+    response = app.test_client().get("/two-policies")
+    assert "X-Frame-Options" not in response.headers  # as headers.get("Content-Security-Policy") reads it: the first
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_routes_own_header_is_kept_whatever_its_case(scripted_app):
+    app = scripted_app()
+
+    @app.get("/own-referrer")
+    def own_referrer():
+        return "", 204, [("REFERRER-POLICY", "origin"), ("x-Frame-options", "SAMEORIGIN")]
+
+    response = app.test_client().get("/own-referrer")
+    assert response.headers.getlist("Referrer-Policy") == ["origin"]
+    assert response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]

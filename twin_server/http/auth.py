@@ -18,6 +18,7 @@ every configured key, and never logged.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
 import threading
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import Unauthorized
 
 from twin_server import config as settings
@@ -136,9 +137,8 @@ def presented_key() -> str | None:
     return request.headers.get("X-API-Key", "").strip() or None
 
 
-def check_key() -> None:
-    """A ``before_request`` hook: raise 401 when this request needs a key and has no valid one."""
-    policy: AccessPolicy = current_app.extensions[EXTENSION_KEY]
+def check_key(policy: AccessPolicy) -> None:
+    """The ``before_request`` hook (with the app's policy): raise 401 when this request needs a key and has no valid one."""
     if not policy.requires_key(request.path):
         return
     given = presented_key()
@@ -165,6 +165,6 @@ def check(config: Mapping[str, Any]) -> list[str]:
 
 def install(app: Flask) -> None:
     """Check keys on ``app``'s requests as configured (after ``check`` found no problem)."""
-    app.extensions[EXTENSION_KEY] = AccessPolicy.from_config(app.config)
-    app.before_request(check_key)
+    policy = app.extensions[EXTENSION_KEY] = AccessPolicy.from_config(app.config)
+    app.before_request(functools.partial(check_key, policy))  # the policy is per app: not looked up per request
     app.after_request(add_challenge)

@@ -42,10 +42,12 @@ def install(app: Flask) -> None:
     @app.after_request
     def security_headers(response: Response) -> Response:
         headers = response.headers
-        present = {name.lower() for name, _ in headers.to_wsgi_list()}
+        present: dict[str, str] = {}  # lower-cased name: its first value, as ``headers.get`` reads it
+        for name, value in headers:
+            present.setdefault(name.lower(), value)
         for name, value in fixed:
             if name.lower() not in present:
                 headers.add(name, value)
-        if "x-frame-options" not in present and "frame-ancestors" not in headers.get("Content-Security-Policy", ""):
+        if "x-frame-options" not in present and "frame-ancestors" not in present.get("content-security-policy", ""):
             headers.add("X-Frame-Options", "DENY")
         return response

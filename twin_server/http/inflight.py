@@ -179,6 +179,7 @@ def install(app: Flask) -> None:
     @app.teardown_request
     def leave_unless_streaming(exc: BaseException | None) -> None:
         # Also runs when the view returns a stream, before its first byte: a stream's place waits for its close.
-        place = g.get("twin_inflight")
-        if place is not None and not g.get("twin_inflight_streams"):
+        context = g._get_current_object()  # one context lookup, not two
+        place = context.get("twin_inflight")
+        if place is not None and not context.get("twin_inflight_streams"):
             place.leave()

@@ -17,7 +17,8 @@ READINESS_PROBE_SESSION = "readiness-probe"
 
 @bp.post("/chat")
 def chat() -> Response:
-    result = twin().turns.run(chat_request())
+    turns = twin().turns
+    result = turns.run(chat_request(turns.max_message_chars))
     return jsonify(
         response=result.response,
         session_id=result.session_id,

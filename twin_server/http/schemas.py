@@ -17,7 +17,6 @@ from flask import g, request
 from marshmallow import INCLUDE, RAISE, Schema, fields, validate
 from marshmallow import ValidationError as MarshmallowError
 
-from twin_server.app_state import twin
 from twin_server.errors import ValidationError
 from twin_server.http import paging
 from twin_server.sessions import SESSION_ID_PATTERN, SESSION_ID_RULE, new_session_id
@@ -203,9 +202,11 @@ def plain_chat_body(body: object, max_chars: int) -> dict[str, Any] | None:
     return {"message": message, "session_id": session_id}
 
 
-def chat_request() -> TurnRequest:
-    """The turn a ``POST /chat`` or ``/chat/stream`` body asks for (a new session when it names none)."""
-    max_chars = twin().turns.max_message_chars
+def chat_request(max_chars: int) -> TurnRequest:
+    """The turn a ``POST /chat`` or ``/chat/stream`` body asks for (a new session when it names none).
+
+    ``max_chars`` is the app's message limit (``TwinState.max_message_chars``), which the route has at hand.
+    """
     body = json_body()
     data = plain_chat_body(body, max_chars) or load_body(chat_request_schema(max_chars), body)
     session_id = data["session_id"] or new_session_id()

@@ -39,7 +39,7 @@ def install(app: Flask) -> None:
 @bp.post("/chat/stream")
 def chat_stream() -> Response:
     state = twin()
-    turn = state.turns.prepare(chat_request())
+    turn = state.turns.prepare(chat_request(state.max_message_chars))
     heartbeat = sse.heartbeat_seconds(current_app.config)
     reply = turn.stream(relay=lambda pieces: sse.Relay(pieces, heartbeat))
     return sse.event_response(_events(reply), lambda: reply.finish(complete=False))
