@@ -70,7 +70,7 @@ SUMMARY_TEXTS = [
 
 
 @pytest.mark.parametrize("text", SUMMARY_TEXTS)
-@pytest.mark.parametrize("messages", [0, 82, 2**63 - 1, 2**64, 2**70, -3])
+@pytest.mark.parametrize("messages", [0, 82, 2**63 - 1, 2**64, 2**70, -3, 1e-7, float("nan"), True])
 def test_a_summary_is_written_as_it_always_was(text, messages):
     summary = Summary(text, STAMPS[0], messages, STAMPS[3])
     assert summary.to_json() == summary_json_of(summary)
