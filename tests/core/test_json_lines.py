@@ -91,3 +91,8 @@ def test_any_summary_text_is_written_as_it_always_was(text):
 def test_a_summary_with_a_lone_surrogate_fails_as_it_always_did():
     with pytest.raises(UnicodeEncodeError):
         Summary("half a pair \ud800", STAMPS[0], 1, STAMPS[0]).to_json()
+
+
+def test_a_summary_whose_text_is_not_a_str_is_written_as_it_always_was():
+    summary = Summary(1e-7, STAMPS[0], 1, STAMPS[0])  # type: ignore[arg-type]  (a summariser's bad answer)
+    assert summary.to_json() == summary_json_of(summary)
