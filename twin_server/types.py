@@ -69,11 +69,10 @@ class Message:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape used by the API and by the storage backends."""
-        data: dict[str, Any] = {
-            "role": self.role,
-            "content": self.content,
-            "timestamp": self.timestamp.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
-        }
+        return self._record(self.timestamp.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"))
+
+    def _record(self, timestamp: str | datetime) -> dict[str, Any]:
+        data: dict[str, Any] = {"role": self.role, "content": self.content, "timestamp": timestamp}
         if not self.complete:
             data["complete"] = False
         if self.sources:
@@ -99,8 +98,12 @@ class Message:
         Raises ValidationError for content that is not valid Unicode (a lone
         surrogate from a ``"\\ud800"`` JSON escape), before anything is written.
         """
+        stamp = self.timestamp.astimezone(timezone.utc)
         try:
-            line = orjson.dumps(self.to_dict())
+            # orjson writes a datetime in UTC as to_dict's isoformat() with "Z" reads, without making that str
+            # first; a datetime subclass it does not write at all, so that one goes the way of to_dict.
+            line = (orjson.dumps(self._record(stamp), option=orjson.OPT_UTC_Z) if type(stamp) is datetime
+                    else orjson.dumps(self.to_dict()))
         except orjson.JSONEncodeError:  # the only str it refuses is one with a surrogate
             from twin_server.errors import ValidationError
 
@@ -219,7 +222,12 @@ class Summary:
                 "updated": stamp(self.updated)}
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        record = self.to_dict()
+        try:
+            # Byte for byte what the standard library writes (tests/core/test_json_lines.py), in a third of the time.
+            return orjson.dumps(record) if type(self.messages) is int and isinstance(self.text, str) else _json(record)
+        except orjson.JSONEncodeError:  # a lone surrogate, an int past 64 bits: the standard library's own outcome
+            return _json(record)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Summary":
@@ -243,3 +251,7 @@ class Summary:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError("not a stored summary (not JSON)") from exc
         return cls.from_dict(data)
+
+
+def _json(record: Mapping[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

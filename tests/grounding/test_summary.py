@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.doubles.fake_openai import FakeOpenAI
 from twin_server.app import create_app
@@ -146,6 +149,25 @@ def test_the_extractive_summary_drops_its_oldest_lines_first():
     assert len(text) <= MAX_CHARS
     assert text.splitlines()[-1] == "- I answered: Sentence number 59."
     assert "Sentence number 0." not in text
+
+
+def first_sentence_by_regex(text: str) -> str:
+    """What the extractive summary keeps of a message, as its first release found it: by a regex."""
+    text = " ".join(text[:1280].split())
+    match = re.match(r"(.+?[.!?])(\s|$)", text)
+    sentence = match.group(1) if match else text
+    return sentence if len(sentence) <= 160 else sentence[:159].rstrip() + "…"
+
+
+SENTENCE_PARTS = [". ", "! ", "? ", ".", "!", "?", " ", "\n", "\t", "\x1c", "\x85", "\u2028", "\u3000", "\xa0",
+                  "Mr. Smith", "e.g.", "…", "a", "word ", "x" * 170]
+
+
+@given(st.lists(st.sampled_from(SENTENCE_PARTS) | st.text(max_size=3), max_size=12).map("".join))
+def test_the_extractive_summary_keeps_each_messages_first_sentence(content):
+    expected = first_sentence_by_regex(content)
+    text = ExtractiveSummary()("", [Message("user", content, T0)], Persona("Bo"))
+    assert text == (f"- The visitor asked: {expected}" if expected else "")
 
 
 def test_the_worker_runs_one_job_per_key_at_a_time():
