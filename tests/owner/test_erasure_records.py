@@ -7,7 +7,7 @@ import pytest
 from tests.doubles.event_documents import documents_of
 from tests.doubles.moto_server import aws, moto_server  # noqa: F401  (fixtures)
 from twin_server import DocumentEventStore
-from twin_server.backends.erasures import ERASURES_KEPT
+from twin_server.backends.erasures import ERASURES_KEPT, LOOK_EVERY
 from twin_server.events import Lead, Question
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
@@ -119,3 +119,14 @@ def test_a_deletion_writes_its_record_before_it_looks_for_what_the_session_left(
     shared.touched.clear()
     store.delete_session("session-one")
     assert shared.touched[0] == "erased/session-one.json"
+
+
+def test_deletions_close_together_look_through_the_erasure_records_once(shared):
+    now = [T0]
+    store = DocumentEventStore(shared, clock=lambda: now[0])
+    for session in ("session-one", "session-two", "session-three"):  # a sweep
+        store.delete_session(session)
+        now[0] += LOOK_EVERY / 10
+    now[0] = T0 + LOOK_EVERY
+    store.delete_session("session-four")
+    assert shared.touched.count("erased/") == 2

@@ -5,7 +5,8 @@ the session left; a process recording an event of the session reads the
 record after storing the event, and takes back an event made before that time
 (``DocumentEventStore.record_question`` says why that closes the race). A
 record is needed only while a process may still store an event made before
-the erasure, so each deletion removes the records older than ``ERASURES_KEPT``.
+the erasure, so deletions remove the records older than ``ERASURES_KEPT`` (a store looks through them once
+every ``LOOK_EVERY`` at most: a sweep erasing many sessions in a row reads them once, not once each).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-__all__ = ["ERASURES_KEPT", "erased_at", "record_erasure", "remove_old_erasures"]
+__all__ = ["ERASURES_KEPT", "LOOK_EVERY", "erased_at", "record_erasure", "remove_old_erasures"]
 
 log = logging.getLogger("twin_server.events")
 
 #: How long an erasure's record is kept: far beyond any turn's deadline and its events' storing.
 ERASURES_KEPT = timedelta(hours=1)
+LOOK_EVERY = timedelta(minutes=10)
 FOLDER = "erased/"
 
 

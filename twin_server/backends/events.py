@@ -94,6 +94,7 @@ class DocumentEventStore:
     def __init__(self, documents: Documents, *, where: str = "", clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
         self.documents, self.clock = documents, clock
+        self._erasures_looked_at: datetime | None = None
         self._lists: EntryLists | None = (
             documents if all(callable(getattr(documents, m, None)) for m in ("add_entry", "entries")) else None)
         self.where = where or repr(documents)
@@ -197,7 +198,9 @@ class DocumentEventStore:
             self.documents.remove(marker)
         if self._lists is not None:
             self.documents.remove(f"asked/{session_id}")
-        erasures.remove_old_erasures(self.documents, now, keeping=session_id)
+        if self._erasures_looked_at is None or now - self._erasures_looked_at >= erasures.LOOK_EVERY:
+            self._erasures_looked_at = now
+            erasures.remove_old_erasures(self.documents, now, keeping=session_id)
         return changed
 
     def _erase_asks(self, session_id: str, question_ids: list[str]) -> int:
