@@ -13,9 +13,13 @@ ListObjectsV2. The layout, under whatever root the documents have::
     asked/<session_id>.<question id>         an empty marker: this session asked it (so deleting the session finds it)
     asked/<session_id>                       the same markers as one list of question ids, where the documents
                                              keep lists (``EntryLists``: files), instead of a document each
+    erased/<session_id>.json                 when the session was last erased (kept ``ERASURES_KEPT``, an hour):
+                                             an event of it made before then, stored after, takes itself back
 
 Deleting a session reads both kinds of marker, so a folder written before the
-lists (one marker a question) is erased as fully as one written after.
+lists (one marker a question) is erased as fully as one written after. It
+writes the session's erasure record first (``erasures``), so that a process
+storing an event of the session meanwhile, or later, does not keep it.
 
 Every write that changes a document is conditional on the version read, and
 retried on a conflict (``MAX_CONFLICTS`` times, after a jittered pause that
@@ -33,14 +37,17 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
+from twin_server.backends import erasures
 from twin_server.backends.file_documents import FileDocuments
 from twin_server.backends.retrying import _Wrapped
 from twin_server.errors import BackendError
 from twin_server.events import Lead, Question
 from twin_server.retry import ConflictPauses
 from twin_server.sessions import is_session_id
+from twin_server.types import utcnow
 
 __all__ = ["DocumentEventStore", "Documents", "EntryLists", "FileDocuments", "RetryingEvents"]
 
@@ -84,9 +91,10 @@ def _dumps(record: dict[str, Any]) -> bytes:
 class DocumentEventStore:
     """An ``EventStore`` over ``Documents``."""
 
-    def __init__(self, documents: Documents, *, where: str = "",
+    def __init__(self, documents: Documents, *, where: str = "", clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
-        self.documents = documents
+        self.documents, self.clock = documents, clock
+        self._erasures_looked_at: datetime | None = None
         self._lists: EntryLists | None = (
             documents if all(callable(getattr(documents, m, None)) for m in ("add_entry", "entries")) else None)
         self.where = where or repr(documents)
@@ -103,14 +111,39 @@ class DocumentEventStore:
     # -- writing ---------------------------------------------------------------
 
     def record_lead(self, lead: Lead) -> bool:
-        return self.documents.write(_lead_key(lead.session_id, lead.id), _dumps(lead.to_dict()), version=None)
+        key = _lead_key(lead.session_id, lead.id)
+        if not self.documents.write(key, _dumps(lead.to_dict()), version=None):
+            return False
+        # As for a question (below): the delete lists the leads after writing its record.
+        if self._erased_since(lead.session_id, lead.created_at):
+            self.documents.remove(key)
+            return False
+        return True
 
     def record_question(self, question: Question) -> bool:
-        # The marker first: a crash between the two leaves a marker pointing at nothing, which is harmless.
+        # The marker (1) first: a crash between the two leaves a marker pointing at nothing, which is harmless.
         if self._lists is not None:
             self._lists.add_entry(f"asked/{question.session_id}", question.id.encode())
         else:
             self.documents.write(f"asked/{question.session_id}.{question.id}", b"", version=None)
+        new = self._add_ask(question)  # (2)
+        # (3) The erasure record, read after the ask is written. A delete writes it (a) before reading the markers
+        # (b) and erasing their asks (c). When (3) finds no record, (3) came before (a), so (1) before (b) and (2)
+        # before (c): the delete finds the marker and erases the ask. When (3) finds it, the ask may have been
+        # written after (c) with no marker left to find it, so an ask made before the erasure takes itself back;
+        # one made after it is a new conversation's, and stays. (The documents read what was written, from any
+        # process: files, S3 and DynamoDB's consistent reads do.)
+        if self._erased_since(question.session_id, question.last_asked):
+            self._update(f"questions/{question.id}.json", _question,
+                         lambda entry: entry.without_session(question.session_id))
+            return False
+        return new
+
+    def _erased_since(self, session_id: str, moment: datetime) -> bool:
+        erased = erasures.erased_at(self.documents, session_id)
+        return erased is not None and moment <= erased
+
+    def _add_ask(self, question: Question) -> bool:
         key = f"questions/{question.id}.json"
         for _ in self._pauses.tries(MAX_CONFLICTS):
             found = self.documents.read(key)
@@ -146,6 +179,10 @@ class DocumentEventStore:
     def delete_session(self, session_id: str) -> int:
         if not is_session_id(session_id):
             return 0
+        now = self.clock()
+        # Before anything of the session is read: see record_question.
+        if not erasures.record_erasure(self.documents, session_id, now, self._pauses.tries(MAX_CONFLICTS)):
+            raise _kept_changing(self.where, "an erasure's record")
         changed = sum(self.documents.remove(key) for key in self.documents.keys(f"leads/{session_id}."))
         markers = self.documents.keys(f"asked/{session_id}.")
         changed += self._erase_asks(session_id, [marker.rsplit(".", 1)[-1] for marker in markers])
@@ -161,6 +198,9 @@ class DocumentEventStore:
             self.documents.remove(marker)
         if self._lists is not None:
             self.documents.remove(f"asked/{session_id}")
+        if self._erasures_looked_at is None or now - self._erasures_looked_at >= erasures.LOOK_EVERY:
+            self._erasures_looked_at = now
+            erasures.remove_old_erasures(self.documents, now, keeping=session_id)
         return changed
 
     def _erase_asks(self, session_id: str, question_ids: list[str]) -> int:

@@ -111,7 +111,9 @@ class EventStore(Protocol):
 
     def delete_session(self, session_id: str) -> int:
         """Erase the session's events: its leads, and its asks of each question (``Question.without_session``,
-        erasing an entry left with none). Returns how many entries were erased or changed."""
+        erasing an entry left with none). Returns how many entries were erased or changed. An event of the
+        session made before the erasure and stored after it, by any process, is not kept either
+        (``DocumentEventStore`` keeps a record of each erasure an hour for that)."""
 
     def set_delivery(self, kind: str, event_id: str, states: Mapping[str, str]) -> None:
         """Record what notifiers did with an event (``kind``: ``lead`` | ``unanswered``; ``states``: notifier
